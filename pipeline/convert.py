@@ -1,0 +1,81 @@
+"""Paddle static graph -> ONNX with paddle2onnx, cached by content."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipeline.cache import cached_artifact, content_key
+from pipeline.errors import ModelError
+
+MODEL_FILE = "model.onnx"
+
+
+@dataclass(frozen=True)
+class PaddleModelFiles:
+    graph: Path  # <prefix>.json (Paddle 3 PIR) or <prefix>.pdmodel (legacy program)
+    params: Path  # <prefix>.pdiparams
+
+
+def find_model_files(path_prefix: str | Path) -> PaddleModelFiles:
+    prefix = Path(path_prefix)
+    params = prefix.with_name(prefix.name + ".pdiparams")
+    candidates = [prefix.with_name(prefix.name + ext) for ext in (".json", ".pdmodel")]
+    graph = next((c for c in candidates if c.is_file()), None)
+    if graph is None:
+        raise ModelError(
+            f"no static-graph model at {candidates[0]} or {candidates[1]}; model.path_prefix must "
+            "be the prefix paddle.jit.save wrote (e.g. export/float32)"
+        )
+    if not params.is_file():
+        raise ModelError(f"{params}: parameters file not found (written by paddle.jit.save beside {graph.name})")
+    return PaddleModelFiles(graph=graph, params=params)
+
+
+def _export(files: PaddleModelFiles, opset: int, checker: bool, out_dir: Path) -> None:
+    import paddle2onnx
+
+    # paddle2onnx may write intermediate files beside its input: give it a private copy,
+    # so a read-only model folder works and the user's folder stays untouched.
+    with tempfile.TemporaryDirectory(prefix="p2o-") as work:
+        graph = Path(work) / f"model{files.graph.suffix}"
+        params = Path(work) / "model.pdiparams"
+        shutil.copyfile(files.graph, graph)
+        shutil.copyfile(files.params, params)
+        log = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(log):
+                paddle2onnx.export(
+                    str(graph),
+                    str(params),
+                    save_file=str(out_dir / MODEL_FILE),
+                    opset_version=opset,
+                    auto_upgrade_opset=False,
+                    enable_onnx_checker=checker,
+                )
+        except Exception as exc:
+            raise ModelError(f"paddle2onnx could not convert {files.graph}: {exc}") from None
+    if not (out_dir / MODEL_FILE).is_file():
+        raise ModelError(f"paddle2onnx wrote no model for {files.graph}: {log.getvalue()[-500:]}")
+
+
+def convert(path_prefix: str | Path, opset: int, checker: bool, cache_dir: Path) -> Path:
+    """Returns the path of the ONNX model, converting only when no cached copy exists."""
+    import paddle2onnx
+
+    files = find_model_files(path_prefix)
+    key = content_key(
+        graph=files.graph,
+        params=files.params,
+        opset=opset,
+        checker=checker,
+        paddle2onnx=paddle2onnx.__version__,
+    )
+    folder, _ = cached_artifact(
+        cache_dir, "onnx", key, lambda out: _export(files, opset, checker, out)
+    )
+    return folder / MODEL_FILE

@@ -1,0 +1,205 @@
+"""The embedded default model: a small ERNIE trained on the demo dataset, exported as users export theirs.
+
+Training is the user's side of the workflow (PaddleNLP fine-tuning, then `paddle.jit.save`),
+reproduced here so the project ships a real classifier without downloads.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.data import read_labels, read_split
+
+SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
+_ASCII_PIECES = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 2
+    intermediate_size: int = 512
+    max_position: int = 512
+    max_vocab: int = 8000
+    min_token_count: int = 2
+    train_max_len: int = 128
+    batch_size: int = 64
+    epochs: int = 3
+    learning_rate: float = 1e-3
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    dropout: float = 0.1
+    max_train_samples: int | None = None
+    seed: int = 0
+    threads: int = 2
+
+
+def build_vocab(texts: list[str], max_vocab: int, min_count: int) -> list[str]:
+    """Character-level Chinese vocab plus frequent words, in ErnieTokenizer's basic tokenization.
+
+    Single ASCII letters/digits and their `##` forms keep WordPiece from emitting [UNK]
+    for any ASCII word.
+    """
+    from paddlenlp.transformers.bert.tokenizer import BasicTokenizer
+
+    basic = BasicTokenizer(do_lower_case=True)
+    counts: Counter[str] = Counter()
+    for text in texts:
+        counts.update(basic.tokenize(text))
+    fixed = list(SPECIAL_TOKENS) + _ASCII_PIECES + [f"##{p}" for p in _ASCII_PIECES]
+    taken = set(fixed)
+    learned = [
+        token
+        for token, count in counts.most_common()
+        if count >= min_count and token not in taken
+    ][: max_vocab - len(fixed)]
+    return fixed + learned
+
+
+def save_tokenizer(vocab: list[str], out_dir: Path) -> None:
+    from paddlenlp.transformers import ErnieTokenizer
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    vocab_file = out_dir / "vocab.txt"
+    vocab_file.write_text("".join(f"{token}\n" for token in vocab), encoding="utf-8")
+    ErnieTokenizer(vocab_file=str(vocab_file)).save_pretrained(str(out_dir))
+
+
+def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[list[int]]:
+    """Length-bucketed batches: similar lengths share a batch, so little padding is computed."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], rng.random()))
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def _pad(rows: list[list[int]]) -> np.ndarray:
+    width = max(len(r) for r in rows)
+    out = np.zeros((len(rows), width), dtype="int64")
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def export_static(model, path_prefix: Path) -> None:
+    """`paddle.jit.to_static` + `paddle.jit.save`, as PaddleNLP's export_model.py does."""
+    import paddle
+
+    model.eval()
+    static = paddle.jit.to_static(
+        model,
+        input_spec=[
+            paddle.static.InputSpec(shape=[None, None], dtype="int64", name="input_ids"),
+            paddle.static.InputSpec(shape=[None, None], dtype="int64", name="token_type_ids"),
+        ],
+    )
+    paddle.jit.save(static, str(path_prefix))
+
+
+def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict:
+    """Trains, evaluates on dev and exports to `out_dir/export/float32`; returns the metrics."""
+    import paddle
+    from paddlenlp.transformers import ErnieConfig, ErnieForSequenceClassification, ErnieTokenizer
+
+    paddle.set_device("cpu")
+    paddle.seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    labels = read_labels(dataset_dir)
+    train = read_split(dataset_dir, "train", labels)
+    dev = read_split(dataset_dir, "dev", labels)
+    train_texts, train_labels = train.texts, train.label_ids
+    if cfg.max_train_samples is not None:
+        picked = rng.sample(range(len(train_texts)), min(cfg.max_train_samples, len(train_texts)))
+        train_texts = [train_texts[i] for i in picked]
+        train_labels = [train_labels[i] for i in picked]
+
+    tokenizer_dir = out_dir / "tokenizer"
+    save_tokenizer(build_vocab(train_texts, cfg.max_vocab, cfg.min_token_count), tokenizer_dir)
+    tokenizer = ErnieTokenizer.from_pretrained(str(tokenizer_dir))
+
+    def encode(texts: list[str]) -> list[list[int]]:
+        return tokenizer(texts, max_length=cfg.train_max_len, truncation=True)["input_ids"]
+
+    train_ids = encode(train_texts)
+    dev_ids = encode(dev.texts)
+
+    config = ErnieConfig(
+        vocab_size=len(tokenizer.vocab),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=cfg.num_layers,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        max_position_embeddings=cfg.max_position,
+        type_vocab_size=4,
+        hidden_dropout_prob=cfg.dropout,
+        attention_probs_dropout_prob=cfg.dropout,
+        num_labels=len(labels),
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = ErnieForSequenceClassification(config)
+
+    steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
+    total_steps = steps_per_epoch * cfg.epochs
+    schedule = paddle.optimizer.lr.LinearWarmup(
+        learning_rate=paddle.optimizer.lr.PolynomialDecay(
+            cfg.learning_rate, decay_steps=total_steps, end_lr=0.0
+        ),
+        warmup_steps=max(1, int(cfg.warmup_ratio * total_steps)),
+        start_lr=0.0,
+        end_lr=cfg.learning_rate,
+    )
+    no_decay = {p.name for n, p in model.named_parameters() if "bias" in n or "norm" in n}
+    optimizer = paddle.optimizer.AdamW(
+        learning_rate=schedule,
+        parameters=model.parameters(),
+        weight_decay=cfg.weight_decay,
+        apply_decay_param_fun=lambda name: name not in no_decay,
+        grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0),
+    )
+    loss_fn = paddle.nn.CrossEntropyLoss()
+    started = time.perf_counter()
+    lengths = [len(ids) for ids in train_ids]
+    progress = tqdm(total=total_steps, desc="train demo ERNIE", unit="step")
+    for epoch in range(cfg.epochs):
+        model.train()
+        for batch in _batches(lengths, cfg.batch_size, rng):
+            input_ids = paddle.to_tensor(_pad([train_ids[i] for i in batch]))
+            target = paddle.to_tensor(np.array([train_labels[i] for i in batch], dtype="int64"))
+            loss = loss_fn(model(input_ids), target)
+            loss.backward()
+            optimizer.step()
+            optimizer.clear_grad()
+            schedule.step()
+            progress.update(1)
+            progress.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}")
+    progress.close()
+    train_seconds = time.perf_counter() - started
+
+    model.eval()
+    correct = 0
+    with paddle.no_grad():
+        for batch in _batches([len(x) for x in dev_ids], 256, rng):
+            logits = model(paddle.to_tensor(_pad([dev_ids[i] for i in batch])))
+            predicted = logits.argmax(axis=-1).numpy()
+            correct += sum(int(p == dev.label_ids[i]) for p, i in zip(predicted, batch))
+    model.save_pretrained(str(out_dir / "checkpoint"))
+    tokenizer.save_pretrained(str(out_dir / "checkpoint"))
+    export_static(model, out_dir / "export" / "float32")
+    metrics = {
+        "dev_accuracy": correct / len(dev_ids),
+        "train_samples": len(train_ids),
+        "train_seconds": round(train_seconds, 1),
+        "config": asdict(cfg),
+    }
+    print(json.dumps(metrics))
+    return metrics

@@ -1,0 +1,32 @@
+"""User-facing errors: each names what is wrong and where, and run.py prints it as one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class PipelineError(Exception):
+    """Base class for errors caused by the user's input or environment, not by a bug."""
+
+
+class ConfigError(PipelineError):
+    """A configuration value is out of range or inconsistent."""
+
+
+class DatasetError(PipelineError):
+    """A dataset file is missing or malformed."""
+
+    def __init__(self, path: Path | str, why: str, line: int | None = None) -> None:
+        self.path = Path(path)
+        self.line = line
+        self.why = why
+        where = f"{self.path}:{line}" if line is not None else f"{self.path}"
+        super().__init__(f"{where}: {why}")
+
+
+class ModelError(PipelineError):
+    """A model file is missing, unreadable or cannot be converted."""
+
+
+class DeviceError(PipelineError):
+    """The requested device or execution provider is not usable."""

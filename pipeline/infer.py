@@ -1,0 +1,79 @@
+"""Batched inference: length-sorted batches, per-batch padding, timed model calls, input order kept."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from tqdm import tqdm
+
+from pipeline.engine import Engine
+from pipeline.tokenizer import Encoded
+
+
+@dataclass(frozen=True)
+class InferenceResult:
+    logits: np.ndarray  # [n_samples, n_labels], in input order
+    batch_seconds: list[float]  # model time of each timed batch
+    batch_sizes: list[int]
+
+    @property
+    def model_seconds(self) -> float:
+        return float(sum(self.batch_seconds))
+
+
+def plan_batches(lengths: list[int], batch_size: int, sort_by_length: bool) -> list[list[int]]:
+    """Sample indices per batch; sorted by length so short texts are not padded to long ones."""
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i]) if sort_by_length else list(
+        range(len(lengths))
+    )
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def pad_batch(rows: list[list[int]], pad_id: int, width: int | None = None) -> np.ndarray:
+    width = width or max(len(r) for r in rows)
+    out = np.full((len(rows), width), pad_id, dtype=np.int64)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = row
+    return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    exp = np.exp(shifted)
+    return exp / exp.sum(axis=-1, keepdims=True)
+
+
+def run_inference(
+    engine: Engine,
+    encoded: Encoded,
+    batch_size: int,
+    sort_by_length: bool = True,
+    fixed_length: int | None = None,
+    warmup_batches: int = 0,
+    desc: str = "infer",
+) -> InferenceResult:
+    """Runs every sample once (timed), after `warmup_batches` untimed calls."""
+    rows = encoded.input_ids
+    batches = plan_batches([len(r) for r in rows], batch_size, sort_by_length)
+    feeds = [
+        engine.feed(pad_batch([rows[i] for i in batch], encoded.pad_id, fixed_length), encoded.pad_id)
+        for batch in batches
+    ]
+    # Warm up on the largest batches, which allocate the most, so timed calls do not.
+    for feed in sorted(feeds, key=lambda f: -f["input_ids"].size)[:warmup_batches]:
+        engine.run(feed)
+    logits: np.ndarray | None = None
+    seconds: list[float] = []
+    for batch, feed in zip(batches, tqdm(feeds, desc=desc, unit="batch", leave=False)):
+        start = time.perf_counter()
+        out = engine.run(feed)
+        seconds.append(time.perf_counter() - start)
+        if logits is None:
+            logits = np.empty((len(rows), out.shape[-1]), dtype=np.float32)
+        logits[batch] = out
+    assert logits is not None
+    return InferenceResult(
+        logits=logits, batch_seconds=seconds, batch_sizes=[len(b) for b in batches]
+    )

@@ -1,0 +1,107 @@
+"""One experiment: data + model -> convert -> infer -> evaluate -> files and MLflow."""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cache import atomic_write_text
+from pipeline.config import Config
+from pipeline.convert import convert
+from pipeline.data import read_labels, read_split, read_texts
+from pipeline.demo_data import demo_dataset
+from pipeline.engine import Engine
+from pipeline.errors import DatasetError, ModelError
+from pipeline.evaluate import evaluate
+from pipeline.infer import InferenceResult, run_inference, softmax
+from pipeline.tokenizer import load_tokenizer
+from pipeline.tracking import tracked_run
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+CONFIG_FILE = "config.yaml"
+
+
+def dataset_dir(config: Config) -> Path:
+    if config.dataset.dir is None:
+        return demo_dataset(Path(config.cache_dir))
+    folder = Path(config.dataset.dir)
+    if not folder.is_dir():
+        raise DatasetError(folder, "dataset folder not found; expected label.txt, dev.txt/test.txt, data.txt")
+    return folder
+
+
+def write_predictions(path: Path, texts: list[str], result: InferenceResult, labels: list[str]) -> None:
+    probabilities = softmax(result.logits)
+    best = probabilities.argmax(axis=-1)
+    lines = [
+        json.dumps(
+            {"text": text, "label": labels[int(b)], "confidence": round(float(p[b]), 6)},
+            ensure_ascii=False,
+        )
+        for text, b, p in zip(texts, best, probabilities)
+    ]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_name: str) -> dict:
+    """Runs every stage and returns the metrics also written to `output_dir/metrics.json`."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output_dir / CONFIG_FILE, composed_yaml)
+    tags = {"model": config.model.name, "dataset": config.dataset.name, "host": platform.node()}
+    with tracked_run(config.mlflow, run_name, asdict(config), tags) as tracking:
+        data_dir = dataset_dir(config)
+        labels = read_labels(data_dir)
+        eval_split = read_split(data_dir, config.dataset.eval_split, labels)
+
+        tokenizer = load_tokenizer(config.model.name_or_path)
+        onnx_path = convert(
+            config.model.path_prefix, config.convert.opset, config.convert.onnx_checker, Path(config.cache_dir)
+        )
+        log.info("ONNX model: %s", onnx_path)
+        engine = Engine(onnx_path, config.device)
+
+        def infer(texts: list[str], desc: str) -> tuple[InferenceResult, int]:
+            encoded = tokenizer.encode(texts, config.max_seq_length)
+            fixed = config.max_seq_length if config.infer.padding == "max_length" else None
+            result = run_inference(
+                engine,
+                encoded,
+                config.batch_size,
+                sort_by_length=config.infer.sort_by_length,
+                fixed_length=fixed,
+                warmup_batches=config.infer.warmup_batches,
+                desc=desc,
+            )
+            if result.logits.shape[-1] != len(labels):
+                raise ModelError(
+                    f"the model outputs {result.logits.shape[-1]} classes but "
+                    f"{data_dir / 'label.txt'} lists {len(labels)} labels"
+                )
+            return result, encoded.n_truncated
+
+        result, n_truncated = infer(eval_split.texts, f"evaluate {eval_split.name}")
+        metrics = evaluate(result, eval_split.label_ids, len(labels))
+        metrics["n_truncated"] = n_truncated
+        metrics["model_size_mb"] = onnx_path.stat().st_size / 2**20
+        atomic_write_text(output_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+
+        artifacts = [output_dir / METRICS_FILE, output_dir / CONFIG_FILE]
+        if config.infer.predict_data:
+            texts = read_texts(data_dir)
+            predictions, _ = infer(texts, "predict data.txt")
+            write_predictions(output_dir / PREDICTIONS_FILE, texts, predictions, labels)
+            artifacts.append(output_dir / PREDICTIONS_FILE)
+
+        if tracking is not None:
+            tracking.log_metrics({k: v for k, v in metrics.items() if np.isscalar(v)})
+            for path in artifacts:
+                tracking.log_artifact(path)
+    return metrics

@@ -1,0 +1,79 @@
+"""MLflow tracking: one run per job, with the flattened config, metrics and output files."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+from pipeline.config import MlflowConfig
+
+# MLflow caps a param value at 6000 characters.
+_MAX_PARAM_CHARS = 6000
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{'device': {'id': 0}} -> {'device.id': '0'}: MLflow params are flat strings."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, prefix=f"{name}."))
+        else:
+            flat[name] = str(value)[:_MAX_PARAM_CHARS]
+    return flat
+
+
+def _setup_lock(tracking_uri: str) -> FileLock:
+    """One lock per tracking store: parallel jobs must not race to create the schema or experiment."""
+    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
+    return FileLock(os.path.join(tempfile.gettempdir(), f"ernie-onnx-mlflow-{digest}.lock"))
+
+
+class TrackedRun:
+    def __init__(self, mlflow_module: Any, run_id: str) -> None:
+        self._mlflow = mlflow_module
+        self.run_id = run_id
+
+    def log_metrics(self, metrics: Mapping[str, float]) -> None:
+        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+
+    def log_artifact(self, path: Path) -> None:
+        self._mlflow.log_artifact(str(path))
+
+    def set_tags(self, tags: Mapping[str, str]) -> None:
+        self._mlflow.set_tags(dict(tags))
+
+
+@contextmanager
+def tracked_run(
+    cfg: MlflowConfig, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+) -> Iterator[TrackedRun | None]:
+    """An active MLflow run (None when tracking is off) that ends FAILED if the body raises."""
+    if not cfg.enabled:
+        yield None
+        return
+    import mlflow
+
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    if cfg.tracking_uri.startswith("sqlite:///"):
+        Path(cfg.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    with _setup_lock(cfg.tracking_uri):
+        mlflow.set_tracking_uri(cfg.tracking_uri)
+        mlflow.set_experiment(cfg.experiment_name)
+    with mlflow.start_run(run_name=run_name) as run:
+        mlflow.log_params(flatten(params))
+        mlflow.set_tags(dict(tags))
+        try:
+            yield TrackedRun(mlflow, run.info.run_id)
+        except BaseException as exc:
+            mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
+            mlflow.end_run(status="FAILED")
+            raise

@@ -1,0 +1,70 @@
+"""The config groups compose, every seed parameter has its key, and bad values get clear errors."""
+
+from __future__ import annotations
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
+
+from pipeline.config import PROJECT_ROOT, Config, validate
+from pipeline.errors import ConfigError
+
+
+def composed(*overrides: str) -> Config:
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return validate(compose(config_name="config", overrides=list(overrides)))
+
+
+def test_default_config_is_the_embedded_demo() -> None:
+    config = composed()
+    assert config.device.name == "cpu"
+    assert config.precision.name == "fp32"
+    assert config.model.name == "demo"
+    assert config.dataset.name == "demo" and config.dataset.dir is None
+    assert config.batch_size == 32 and config.max_seq_length == 128
+    assert config.convert.opset == 13
+    assert config.model.path_prefix.endswith("assets/demo-model/export/float32")
+    assert config.device.num_threads >= 1  # resolved to the physical core count
+    assert config.mlflow.tracking_uri == f"sqlite:///{PROJECT_ROOT}/mlflow.db"
+
+
+def test_every_seed_parameter_has_a_key() -> None:
+    config = composed(
+        "device=gpu",
+        "device.id=1",
+        "device.num_threads=3",
+        "precision=fp32",
+        "model.path_prefix=/m/export/float32",
+        "model.name_or_path=/m/tokenizer",
+        "dataset.dir=/d",
+        "dataset.eval_split=test",
+        "batch_size=8",
+        "max_seq_length=256",
+    )
+    assert (config.device.name, config.device.id, config.device.num_threads) == ("gpu", 1, 3)
+    assert config.model.path_prefix == "/m/export/float32"
+    assert config.model.name_or_path == "/m/tokenizer"
+    assert (config.dataset.dir, config.dataset.eval_split) == ("/d", "test")
+    assert (config.batch_size, config.max_seq_length) == (8, 256)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("batch_size=0", "batch_size=0 must be >= 1"),
+        ("max_seq_length=513", "max_seq_length=513 must be within 2..512"),
+        ("model.max_position_embeddings=64", "max_seq_length=128 must be within 2..64"),
+        ("dataset.eval_split=train", "dataset.eval_split='train' is not one of dev, test"),
+        ("device.num_threads=0", "device.num_threads=0 must be >= 1"),
+        ("convert.opset=5", "convert.opset=5 must be within 7..19"),
+        ("infer.padding=none", "infer.padding='none' is not one of longest, max_length"),
+    ],
+)
+def test_out_of_range_values_are_named(override: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        composed(override)
+
+
+def test_wrong_type_is_refused_when_composing() -> None:
+    with pytest.raises(ConfigCompositionException, match="batch_size=many"):
+        composed("batch_size=many")

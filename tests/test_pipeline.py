@@ -1,0 +1,145 @@
+"""The real pipeline end to end on a tiny ERNIE: paddle2onnx, ONNX Runtime, metrics, MLflow."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+
+from pipeline.config import Config, DatasetConfig, MlflowConfig, ModelConfig
+from pipeline.convert import convert, find_model_files
+from pipeline.data import read_labels, read_split
+from pipeline.engine import Engine
+from pipeline.errors import DatasetError, ModelError
+from pipeline.infer import plan_batches, run_inference
+from pipeline.runner import run_experiment
+from pipeline.tokenizer import load_tokenizer
+
+
+def make_config(model_dir: Path, cache_dir: Path, tmp_path: Path, **changes) -> Config:
+    config = Config(
+        model=ModelConfig(
+            name="tiny",
+            path_prefix=str(model_dir / "export" / "float32"),
+            name_or_path=str(model_dir / "tokenizer"),
+        ),
+        dataset=DatasetConfig(),
+        mlflow=MlflowConfig(
+            tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment_name="pipeline-test"
+        ),
+        cache_dir=str(cache_dir),
+    )
+    return replace(config, **changes)
+
+
+def test_run_experiment_writes_metrics_predictions_and_mlflow_run(
+    tiny_model: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    config = make_config(tiny_model, cache_dir, tmp_path)
+    out = tmp_path / "job"
+    metrics = run_experiment(config, out, "composed: yes\n", "test-run")
+
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert on_disk == pytest.approx(metrics)
+    assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["macro_f1"] <= 1.0
+    assert metrics["n_samples"] == 2000 and metrics["latency_ms"] > 0
+    # The tiny model learned something from 3000 reviews.
+    assert metrics["accuracy"] > 0.6
+
+    rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
+    data_texts = (Path(cache_dir).glob("datasets/demo/*/data.txt")).__next__().read_text().split("\n")
+    assert [r["text"] for r in rows] == [t for t in data_texts if t]
+    assert all(r["label"] in ("negative", "positive") and 0.5 <= r["confidence"] <= 1.0 for r in rows)
+
+    client = mlflow.MlflowClient(config.mlflow.tracking_uri)
+    experiment = client.get_experiment_by_name("pipeline-test")
+    (run,) = client.search_runs([experiment.experiment_id])
+    assert run.info.status == "FINISHED" and run.info.run_name == "test-run"
+    assert run.data.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
+    assert run.data.params["batch_size"] == "32" and run.data.params["device.name"] == "cpu"
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"metrics.json", "predictions.jsonl", "config.yaml"} <= artifacts
+
+
+def test_conversion_is_cached_by_content(tiny_model: Path, tmp_path: Path) -> None:
+    prefix = tiny_model / "export" / "float32"
+    first = convert(prefix, 13, True, tmp_path)
+    mtime = first.stat().st_mtime_ns
+    assert convert(prefix, 13, True, tmp_path) == first and first.stat().st_mtime_ns == mtime
+    assert convert(prefix, 14, True, tmp_path) != first  # a different option is a different artifact
+    # Nothing was written beside the user's model.
+    assert sorted(p.name for p in prefix.parent.iterdir()) == ["float32.json", "float32.pdiparams"]
+
+
+def test_sorted_batches_give_the_same_logits_in_input_order(
+    tiny_model: Path, demo_data_dir: Path, tmp_path: Path
+) -> None:
+    split = read_split(demo_data_dir, "dev", read_labels(demo_data_dir))
+    texts = split.texts[:200]
+    encoded = load_tokenizer(str(tiny_model / "tokenizer")).encode(texts, 128)
+    engine = Engine(convert(tiny_model / "export" / "float32", 13, True, tmp_path), Config().device)
+    plain = run_inference(engine, encoded, batch_size=1, sort_by_length=False)
+    sorted_padded = run_inference(engine, encoded, batch_size=16, sort_by_length=True)
+    fixed = run_inference(engine, encoded, batch_size=16, sort_by_length=False, fixed_length=128)
+    np.testing.assert_allclose(sorted_padded.logits, plain.logits, atol=1e-4)
+    np.testing.assert_allclose(fixed.logits, plain.logits, atol=1e-4)
+    assert sum(sorted_padded.batch_sizes) == 200 and len(sorted_padded.batch_seconds) == 13
+
+
+def test_plan_batches_sorts_and_covers_every_sample() -> None:
+    batches = plan_batches([5, 1, 4, 2, 3], batch_size=2, sort_by_length=True)
+    assert batches == [[1, 3], [4, 2], [0]]
+    assert plan_batches([5, 1, 4], batch_size=2, sort_by_length=False) == [[0, 1], [2]]
+
+
+def test_truncation_is_counted(tiny_model: Path) -> None:
+    tokenizer = load_tokenizer(str(tiny_model / "tokenizer"))
+    encoded = tokenizer.encode(["好" * 300, "好"], max_seq_length=16)
+    assert encoded.n_truncated == 1
+    assert [len(ids) for ids in encoded.input_ids] == [16, 3]
+    assert encoded.input_ids[0][-1] == encoded.input_ids[1][-1]  # still ends with [SEP]
+
+
+def test_missing_model_files_are_named(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match=r"float32\.json or .*float32\.pdmodel"):
+        find_model_files(tmp_path / "float32")
+    (tmp_path / "float32.json").write_text("{}")
+    with pytest.raises(ModelError, match=r"float32\.pdiparams: parameters file not found"):
+        find_model_files(tmp_path / "float32")
+
+
+def test_missing_tokenizer_folder_gives_a_hint(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="set model.name_or_path to a local folder"):
+        load_tokenizer(str(tmp_path / "no-such-tokenizer"))
+
+
+def test_label_count_mismatch_is_explained(tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "label.txt").write_text("a\nb\nc\n")
+    (data / "dev.txt").write_text("很好\ta\n很差\tb\n")
+    (data / "data.txt").write_text("很好\n")
+    config = make_config(
+        tiny_model, cache_dir, tmp_path, dataset=DatasetConfig(name="mine", dir=str(data))
+    )
+    with pytest.raises(ModelError, match=r"outputs 2 classes but .*label\.txt lists 3 labels"):
+        run_experiment(config, tmp_path / "job", "", "mismatch")
+    client = mlflow.MlflowClient(config.mlflow.tracking_uri)
+    (run,) = client.search_runs([client.get_experiment_by_name("pipeline-test").experiment_id])
+    assert run.info.status == "FAILED" and "label.txt lists 3 labels" in run.data.tags["error"]
+
+
+def test_missing_dataset_folder(tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+    config = make_config(
+        tiny_model,
+        cache_dir,
+        tmp_path,
+        dataset=DatasetConfig(name="mine", dir=str(tmp_path / "nowhere")),
+        mlflow=MlflowConfig(enabled=False),
+    )
+    with pytest.raises(DatasetError, match="nowhere: dataset folder not found"):
+        run_experiment(config, tmp_path / "job", "", "missing")
