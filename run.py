@@ -1,7 +1,7 @@
 """Entry point: composes the Hydra config and runs the pipeline.
 
-    python run.py                                   # the embedded default
-    python run.py -m precision=fp32 batch_size=1,32 # a sweep
+python run.py                                   # the embedded default
+python run.py -m precision=fp32 batch_size=1,32 # a sweep
 """
 
 from __future__ import annotations
@@ -16,11 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.config import validate
 from pipeline.errors import PipelineError
 from pipeline.runner import run_experiment
-
-
-def run_name() -> str:
-    overrides = HydraConfig.get().overrides.task
-    return ",".join(overrides) if overrides else "default"
+from pipeline.tracking import run_name
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
@@ -31,7 +27,7 @@ def main(cfg: DictConfig) -> float:
             config,
             Path(HydraConfig.get().runtime.output_dir),
             OmegaConf.to_yaml(cfg, resolve=True),
-            run_name(),
+            run_name(list(HydraConfig.get().overrides.task)),
         )
     except PipelineError as exc:
         print(f"error: {exc}", file=sys.stderr)

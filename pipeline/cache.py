@@ -46,9 +46,7 @@ def content_key(**parts: Any) -> str:
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:16]
 
 
-def cached_artifact(
-    cache_dir: Path, kind: str, key: str, build: Callable[[Path], None]
-) -> tuple[Path, bool]:
+def cached_artifact(cache_dir: Path, kind: str, key: str, build: Callable[[Path], None]) -> tuple[Path, bool]:
     """Returns (folder, built_now); `build(tmp)` fills a fresh folder only on a cache miss."""
     final = Path(cache_dir) / kind / key
     if final.is_dir():

@@ -45,11 +45,38 @@ class DeviceConfig:
 
 
 @dataclass
-class PrecisionConfig:
-    name: str = "fp32"
+class QuantizationConfig:
+    """ONNX Runtime dynamic quantization (`quantize_dynamic`) options."""
+
+    weight_type: str = "QInt8"
+    per_channel: bool = False
+    reduce_range: bool = False
+    op_types: list[str] = field(default_factory=lambda: ["MatMul", "Attention"])
+    nodes_to_exclude: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        _choice(self.name, ("fp32",), "precision")
+        _choice(self.weight_type, ("QInt8", "QUInt8"), "precision.quantization.weight_type")
+        known = ("MatMul", "Attention", "Gather", "EmbedLayerNormalization", "Transpose", "Conv", "LSTM")
+        for op_type in self.op_types:
+            _choice(op_type, known, "precision.quantization.op_types[]")
+
+
+@dataclass
+class PrecisionConfig:
+    name: str = "fp32"
+    # fp16: float32 inputs/outputs around an FP16 graph; op types to keep in float32.
+    keep_io_types: bool = True
+    fp16_op_block_list: list[str] = field(default_factory=list)
+    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+
+    def __post_init__(self) -> None:
+        _choice(self.name, ("fp32", "fp16", "int8"), "precision")
+
+
+@dataclass
+class OptimizeConfig:
+    # Attention + ONNX Runtime transformer fusions before any precision change.
+    fusion: bool = True
 
 
 @dataclass
@@ -114,6 +141,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     convert: ConvertConfig = field(default_factory=ConvertConfig)
+    optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     batch_size: int = 32

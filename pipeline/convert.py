@@ -32,7 +32,9 @@ def find_model_files(path_prefix: str | Path) -> PaddleModelFiles:
             "be the prefix paddle.jit.save wrote (e.g. export/float32)"
         )
     if not params.is_file():
-        raise ModelError(f"{params}: parameters file not found (written by paddle.jit.save beside {graph.name})")
+        raise ModelError(
+            f"{params}: parameters file not found (written by paddle.jit.save beside {graph.name})"
+        )
     return PaddleModelFiles(graph=graph, params=params)
 
 
@@ -75,7 +77,5 @@ def convert(path_prefix: str | Path, opset: int, checker: bool, cache_dir: Path)
         checker=checker,
         paddle2onnx=paddle2onnx.__version__,
     )
-    folder, _ = cached_artifact(
-        cache_dir, "onnx", key, lambda out: _export(files, opset, checker, out)
-    )
+    folder, _ = cached_artifact(cache_dir, "onnx", key, lambda out: _export(files, opset, checker, out))
     return folder / MODEL_FILE

@@ -41,9 +41,7 @@ def _read_lines(path: Path) -> list[tuple[int, str]]:
         line = _line_of_offset(path.read_bytes(), exc.start)
         raise DatasetError(path, "not valid UTF-8 text", line=line) from None
     return [
-        (number, line.rstrip("\r"))
-        for number, line in enumerate(raw.split("\n"), start=1)
-        if line.strip()
+        (number, line.rstrip("\r")) for number, line in enumerate(raw.split("\n"), start=1) if line.strip()
     ]
 
 
@@ -59,9 +57,7 @@ def read_labels(dataset_dir: Path) -> list[str]:
     for number, line in _read_lines(path):
         label = line.strip()
         if label in seen:
-            raise DatasetError(
-                path, f"label {label!r} repeats the one on line {seen[label]}", line=number
-            )
+            raise DatasetError(path, f"label {label!r} repeats the one on line {seen[label]}", line=number)
         seen[label] = number
         labels.append(label)
     if not labels:

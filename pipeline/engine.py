@@ -36,9 +36,7 @@ class Engine:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers = providers_for(device)
         try:
-            self.session = ort.InferenceSession(
-                str(model_path), sess_options=options, providers=providers
-            )
+            self.session = ort.InferenceSession(str(model_path), sess_options=options, providers=providers)
         except Exception as exc:
             raise ModelError(f"ONNX Runtime cannot load {model_path}: {exc}") from None
         if device.name == "gpu" and _CUDA not in self.session.get_providers():

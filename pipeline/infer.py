@@ -25,8 +25,8 @@ class InferenceResult:
 
 def plan_batches(lengths: list[int], batch_size: int, sort_by_length: bool) -> list[list[int]]:
     """Sample indices per batch; sorted by length so short texts are not padded to long ones."""
-    order = sorted(range(len(lengths)), key=lambda i: lengths[i]) if sort_by_length else list(
-        range(len(lengths))
+    order = (
+        sorted(range(len(lengths)), key=lambda i: lengths[i]) if sort_by_length else list(range(len(lengths)))
     )
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
@@ -66,7 +66,7 @@ def run_inference(
         engine.run(feed)
     logits: np.ndarray | None = None
     seconds: list[float] = []
-    for batch, feed in zip(batches, tqdm(feeds, desc=desc, unit="batch", leave=False)):
+    for batch, feed in zip(batches, tqdm(feeds, desc=desc, unit="batch", leave=False), strict=True):
         start = time.perf_counter()
         out = engine.run(feed)
         seconds.append(time.perf_counter() - start)
@@ -74,6 +74,4 @@ def run_inference(
             logits = np.empty((len(rows), out.shape[-1]), dtype=np.float32)
         logits[batch] = out
     assert logits is not None
-    return InferenceResult(
-        logits=logits, batch_seconds=seconds, batch_sizes=[len(b) for b in batches]
-    )
+    return InferenceResult(logits=logits, batch_seconds=seconds, batch_sizes=[len(b) for b in batches])

@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cache import atomic_write_text
-from pipeline.config import Config
+from pipeline.cache import cached_artifact, content_key
+from pipeline.config import Config, PrecisionConfig
 from pipeline.convert import convert
 from pipeline.data import read_labels, read_split, read_texts
 from pipeline.demo_data import demo_dataset
@@ -19,6 +20,7 @@ from pipeline.engine import Engine
 from pipeline.errors import DatasetError, ModelError
 from pipeline.evaluate import evaluate
 from pipeline.infer import InferenceResult, run_inference, softmax
+from pipeline.optimize import optimize
 from pipeline.tokenizer import load_tokenizer
 from pipeline.tracking import tracked_run
 
@@ -46,9 +48,24 @@ def write_predictions(path: Path, texts: list[str], result: InferenceResult, lab
             {"text": text, "label": labels[int(b)], "confidence": round(float(p[b]), 6)},
             ensure_ascii=False,
         )
-        for text, b, p in zip(texts, best, probabilities)
+        for text, b, p in zip(texts, best, probabilities, strict=True)
     ]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
+
+
+def fp32_predictions(config: Config, onnx_path: Path, texts: list[str], infer) -> np.ndarray:
+    """The FP32 model's predicted labels for `texts`, cached: a precision sweep computes them once."""
+    reference = optimize(
+        onnx_path, PrecisionConfig(name="fp32"), config.optimize.fusion, Path(config.cache_dir)
+    )
+    key = content_key(model=reference.path, texts=texts, max_seq_length=config.max_seq_length)
+
+    def build(out: Path) -> None:
+        result, _ = infer(texts, "fp32 reference", Engine(reference.path, config.device))
+        np.save(out / "predicted.npy", result.logits.argmax(axis=-1))
+
+    folder, _ = cached_artifact(Path(config.cache_dir), "fp32-predictions", key, build)
+    return np.load(folder / "predicted.npy")
 
 
 def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_name: str) -> dict:
@@ -63,12 +80,16 @@ def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_nam
 
         tokenizer = load_tokenizer(config.model.name_or_path)
         onnx_path = convert(
-            config.model.path_prefix, config.convert.opset, config.convert.onnx_checker, Path(config.cache_dir)
+            config.model.path_prefix,
+            config.convert.opset,
+            config.convert.onnx_checker,
+            Path(config.cache_dir),
         )
-        log.info("ONNX model: %s", onnx_path)
-        engine = Engine(onnx_path, config.device)
+        optimized = optimize(onnx_path, config.precision, config.optimize.fusion, Path(config.cache_dir))
+        log.info("model to run: %s (fused ops %s)", optimized.path, optimized.fused_ops)
+        engine = Engine(optimized.path, config.device)
 
-        def infer(texts: list[str], desc: str) -> tuple[InferenceResult, int]:
+        def infer(texts: list[str], desc: str, engine: Engine = engine) -> tuple[InferenceResult, int]:
             encoded = tokenizer.encode(texts, config.max_seq_length)
             fixed = config.max_seq_length if config.infer.padding == "max_length" else None
             result = run_inference(
@@ -90,7 +111,16 @@ def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_nam
         result, n_truncated = infer(eval_split.texts, f"evaluate {eval_split.name}")
         metrics = evaluate(result, eval_split.label_ids, len(labels))
         metrics["n_truncated"] = n_truncated
-        metrics["model_size_mb"] = onnx_path.stat().st_size / 2**20
+        metrics["model_size_mb"] = optimized.size_mb
+        metrics["fused_ops"] = optimized.fused_ops
+        predicted = result.logits.argmax(axis=-1)
+        if config.precision.name == "fp32":
+            reference = predicted
+        else:
+            reference = fp32_predictions(config, onnx_path, eval_split.texts, infer)
+        gold = np.asarray(eval_split.label_ids)
+        metrics["agreement_vs_fp32"] = float(np.mean(predicted == reference))
+        metrics["accuracy_delta_vs_fp32"] = metrics["accuracy"] - float(np.mean(reference == gold))
         atomic_write_text(output_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
 
         artifacts = [output_dir / METRICS_FILE, output_dir / CONFIG_FILE]
@@ -102,6 +132,7 @@ def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_nam
 
         if tracking is not None:
             tracking.log_metrics({k: v for k, v in metrics.items() if np.isscalar(v)})
+            tracking.log_metrics({f"fused_ops.{op}": n for op, n in optimized.fused_ops.items()})
             for path in artifacts:
                 tracking.log_artifact(path)
     return metrics

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,13 +20,15 @@ class Encoded:
 class PaddleNLPTokenizer:
     def __init__(self, name_or_path: str) -> None:
         from paddlenlp.transformers import AutoTokenizer
+        from paddlenlp.utils.log import logger as paddlenlp_logger
+
+        # PaddleNLP logs every file it reads; the pipeline reports what matters itself.
+        paddlenlp_logger.set_level("WARNING")
 
         local = Path(name_or_path)
         if local.exists() and not local.is_dir():
             raise ModelError(f"{local}: expected a tokenizer folder (saved with save_pretrained)")
         try:
-            # PaddleNLP logs every file it reads; the pipeline reports what matters itself.
-            logging.getLogger("paddlenlp").setLevel(logging.WARNING)
             self._tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         except Exception as exc:  # PaddleNLP raises many types for a missing/unreachable model
             raise ModelError(
@@ -41,9 +42,7 @@ class PaddleNLPTokenizer:
         return int(self._tokenizer.pad_token_id)
 
     def encode(self, texts: list[str], max_seq_length: int) -> Encoded:
-        full = self._tokenizer(texts, add_special_tokens=True, return_token_type_ids=False)[
-            "input_ids"
-        ]
+        full = self._tokenizer(texts, add_special_tokens=True, return_token_type_ids=False)["input_ids"]
         truncated = 0
         ids: list[list[int]] = []
         for row in full:

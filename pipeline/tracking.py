@@ -31,6 +31,16 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return flat
 
 
+# Overrides that say where things are, not what the experiment is: left out of run names.
+_LOCATION_KEYS = ("model.path_prefix", "model.name_or_path", "dataset.dir", "cache_dir", "mlflow.", "hydra.")
+
+
+def run_name(overrides: list[str]) -> str:
+    """`precision=int8,batch_size=32`: the overrides that define the experiment."""
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(_LOCATION_KEYS)]
+    return ",".join(kept) if kept else "default"
+
+
 def _setup_lock(tracking_uri: str) -> FileLock:
     """One lock per tracking store: parallel jobs must not race to create the schema or experiment."""
     digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]

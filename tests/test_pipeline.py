@@ -28,9 +28,7 @@ def make_config(model_dir: Path, cache_dir: Path, tmp_path: Path, **changes) -> 
             name_or_path=str(model_dir / "tokenizer"),
         ),
         dataset=DatasetConfig(),
-        mlflow=MlflowConfig(
-            tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment_name="pipeline-test"
-        ),
+        mlflow=MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment_name="pipeline-test"),
         cache_dir=str(cache_dir),
     )
     return replace(config, **changes)
@@ -113,7 +111,7 @@ def test_missing_model_files_are_named(tmp_path: Path) -> None:
 
 
 def test_missing_tokenizer_folder_gives_a_hint(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match="set model.name_or_path to a local folder"):
+    with pytest.raises(ModelError, match=r"set model\.name_or_path to a local folder"):
         load_tokenizer(str(tmp_path / "no-such-tokenizer"))
 
 
@@ -123,9 +121,7 @@ def test_label_count_mismatch_is_explained(tiny_model: Path, cache_dir: Path, tm
     (data / "label.txt").write_text("a\nb\nc\n")
     (data / "dev.txt").write_text("很好\ta\n很差\tb\n")
     (data / "data.txt").write_text("很好\n")
-    config = make_config(
-        tiny_model, cache_dir, tmp_path, dataset=DatasetConfig(name="mine", dir=str(data))
-    )
+    config = make_config(tiny_model, cache_dir, tmp_path, dataset=DatasetConfig(name="mine", dir=str(data)))
     with pytest.raises(ModelError, match=r"outputs 2 classes but .*label\.txt lists 3 labels"):
         run_experiment(config, tmp_path / "job", "", "mismatch")
     client = mlflow.MlflowClient(config.mlflow.tracking_uri)
