@@ -102,18 +102,25 @@ def quantize_int8(model: onnx.ModelProto, precision: PrecisionConfig, out_path: 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     options = precision.quantization
-    with tempfile.TemporaryDirectory(prefix="int8-") as work:
-        source = Path(work) / "fp32.onnx"
-        onnx.save(model, str(source))
-        quantize_dynamic(
-            source,
-            out_path,
-            op_types_to_quantize=list(options.op_types),
-            per_channel=options.per_channel,
-            reduce_range=options.reduce_range,
-            weight_type=QuantType[options.weight_type],
-            nodes_to_exclude=list(options.nodes_to_exclude),
-        )
+    root = logging.getLogger()
+    level = root.level
+    # The quantizer logs one INFO line per activation on the root logger.
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        with tempfile.TemporaryDirectory(prefix="int8-") as work:
+            source = Path(work) / "fp32.onnx"
+            onnx.save(model, str(source))
+            quantize_dynamic(
+                source,
+                out_path,
+                op_types_to_quantize=list(options.op_types),
+                per_channel=options.per_channel,
+                reduce_range=options.reduce_range,
+                weight_type=QuantType[options.weight_type],
+                nodes_to_exclude=list(options.nodes_to_exclude),
+            )
+    finally:
+        root.setLevel(level)
 
 
 def _build(source: Path, precision: PrecisionConfig, fusion: bool, out_dir: Path) -> None:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import json
 import logging
-import platform
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.cache import atomic_write_text
-from pipeline.cache import cached_artifact, content_key
+from pipeline.cache import atomic_write_text, cached_artifact, content_key
 from pipeline.config import Config, PrecisionConfig
 from pipeline.convert import convert
 from pipeline.data import read_labels, read_split, read_texts
@@ -22,7 +20,7 @@ from pipeline.evaluate import evaluate
 from pipeline.infer import InferenceResult, run_inference, softmax
 from pipeline.optimize import optimize
 from pipeline.tokenizer import load_tokenizer
-from pipeline.tracking import tracked_run
+from pipeline.tracking import environment_tags, tracked_run
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +70,7 @@ def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_nam
     """Runs every stage and returns the metrics also written to `output_dir/metrics.json`."""
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output_dir / CONFIG_FILE, composed_yaml)
-    tags = {"model": config.model.name, "dataset": config.dataset.name, "host": platform.node()}
+    tags = {"model": config.model.name, "dataset": config.dataset.name, **environment_tags()}
     with tracked_run(config.mlflow, run_name, asdict(config), tags) as tracking:
         data_dir = dataset_dir(config)
         labels = read_labels(data_dir)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import platform
+import subprocess
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -39,6 +41,52 @@ def run_name(overrides: list[str]) -> str:
     """`precision=int8,batch_size=32`: the overrides that define the experiment."""
     kept = [o for o in overrides if not o.lstrip("+~").startswith(_LOCATION_KEYS)]
     return ",".join(kept) if kept else "default"
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git_commit(root: Path) -> str:
+    try:
+        result = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5, check=True
+        )
+        return result.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def environment_tags() -> dict[str, str]:
+    """Where and with what a run ran: enough to tell two runs' numbers apart."""
+    import onnxruntime
+    import paddle2onnx
+
+    from pipeline.config import PROJECT_ROOT
+
+    try:
+        import paddle
+
+        paddle_version = paddle.__version__
+    except ImportError:
+        paddle_version = "not installed"
+    return {
+        "git_commit": _git_commit(PROJECT_ROOT),
+        "host": platform.node(),
+        "cpu": _cpu_model(),
+        "cpu_count": str(os.cpu_count()),
+        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime_providers": ",".join(onnxruntime.get_available_providers()),
+        "paddle": paddle_version,
+        "paddle2onnx": paddle2onnx.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _setup_lock(tracking_uri: str) -> FileLock:

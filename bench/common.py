@@ -1,0 +1,50 @@
+"""Shared pieces of the benchmark scripts: machine description, timing, markdown."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import PROJECT_ROOT, DeviceConfig
+from pipeline.engine import Engine
+from pipeline.infer import InferenceResult, run_inference
+from pipeline.tokenizer import Encoded
+from pipeline.tracking import environment_tags
+
+CACHE_DIR = PROJECT_ROOT / ".cache"
+DEMO_MODEL = PROJECT_ROOT / "assets" / "demo-model"
+
+
+def machine_lines() -> list[str]:
+    tags = environment_tags()
+    return [
+        f"- Machine: {tags['cpu']}, {tags['cpu_count']} logical CPUs, {platform.system()} {platform.machine()}",
+        f"- Software: Python {tags['python']}, onnxruntime {tags['onnxruntime']}, paddle {tags['paddle']}, "
+        f"paddle2onnx {tags['paddle2onnx']}",
+        f"- Project commit: `{tags['git_commit'][:12]}`",
+    ]
+
+
+def best_of(
+    model_path: Path, encoded: Encoded, batch_size: int, threads: int, repeats: int = 3
+) -> InferenceResult:
+    """Runs the whole set `repeats` times and keeps the fastest pass (least disturbed by noise)."""
+    engine = Engine(model_path, DeviceConfig(num_threads=threads))
+    results = [run_inference(engine, encoded, batch_size, warmup_batches=2) for _ in range(repeats)]
+    return min(results, key=lambda r: r.model_seconds)
+
+
+def ms_per_sample(result: InferenceResult) -> float:
+    return 1000.0 * result.model_seconds / len(result.logits)
+
+
+def table(header: list[str], rows: list[list[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines
+
+
+def accuracy(logits: np.ndarray, gold: list[int]) -> float:
+    return float(np.mean(logits.argmax(-1) == np.asarray(gold)))
