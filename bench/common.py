@@ -20,7 +20,8 @@ DEMO_MODEL = PROJECT_ROOT / "assets" / "demo-model"
 def machine_lines() -> list[str]:
     tags = environment_tags()
     return [
-        f"- Machine: {tags['cpu']}, {tags['cpu_count']} logical CPUs, {platform.system()} {platform.machine()}",
+        f"- Machine: {tags['cpu']}, {tags['cpu_count']} logical CPUs, "
+        f"{platform.system()} {platform.machine()}",
         f"- Software: Python {tags['python']}, onnxruntime {tags['onnxruntime']}, paddle {tags['paddle']}, "
         f"paddle2onnx {tags['paddle2onnx']}",
         f"- Project commit: `{tags['git_commit'][:12]}`",
