@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import re
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -44,6 +45,7 @@ class TrainConfig:
     distill_weight: float = 0.5
     # Masked-language-model epochs on the training texts before fine-tuning.
     mlm_epochs: int = 0
+    augment_clauses: bool = False
     mlm_probability: float = 0.15
     seed: int = 0
     threads: int = 2
@@ -86,6 +88,17 @@ def _batches(lengths: list[int], batch_size: int, rng: random.Random) -> list[li
     return batches
 
 
+def _ngram_teacher(texts: list[str], labels: list[int]):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+
+    return make_pipeline(
+        TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True),
+        LogisticRegression(C=4.0, max_iter=2000),
+    ).fit(texts, labels)
+
+
 def teacher_targets(texts: list[str], labels: list[int], n_labels: int, folds: int = 5) -> np.ndarray:
     """Out-of-fold probabilities of a character 1-3-gram logistic regression.
 
@@ -93,18 +106,27 @@ def teacher_targets(texts: list[str], labels: list[int], n_labels: int, folds: i
     n-gram model reaches ~0.85 on its own, and its soft targets (each sample scored by a
     teacher that did not see it) carry that signal into the transformer.
     """
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
     targets = np.zeros((len(texts), n_labels), dtype="float32")
     y = np.asarray(labels)
     for fit, held_out in StratifiedKFold(folds, shuffle=True, random_state=0).split(texts, y):
-        vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 3), min_df=2, sublinear_tf=True)
-        features = vectorizer.fit_transform([texts[i] for i in fit])
-        teacher = LogisticRegression(C=4.0, max_iter=2000).fit(features, y[fit])
-        targets[held_out] = teacher.predict_proba(vectorizer.transform([texts[i] for i in held_out]))
+        teacher = _ngram_teacher([texts[i] for i in fit], y[fit].tolist())
+        targets[held_out] = teacher.predict_proba([texts[i] for i in held_out])
     return targets
+
+
+_CLAUSE_BREAK = re.compile(r"[，。！？!?,.;；~～…\s]+")
+
+
+def clauses(texts: list[str], min_chars: int = 4) -> list[str]:
+    """Clauses of multi-clause texts: extra, shorter samples for the teacher to label."""
+    out: list[str] = []
+    for text in texts:
+        parts = [p for p in _CLAUSE_BREAK.split(text) if len(p) >= min_chars]
+        if len(parts) > 1:
+            out.extend(parts)
+    return out
 
 
 def pretrain_mlm(config, train_ids: list[list[int]], cfg: TrainConfig, rng: random.Random) -> dict:
@@ -212,6 +234,13 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
 
     train_ids = encode(train_texts)
     soft = teacher_targets(train_texts, train_labels, len(labels)) if cfg.distill_weight > 0 else None
+    if cfg.augment_clauses:
+        # Clauses labelled by the n-gram teacher: several times more (short) samples to learn from.
+        extra = clauses(train_texts)
+        extra_soft = _ngram_teacher(train_texts, train_labels).predict_proba(extra).astype("float32")
+        train_ids += encode(extra)
+        train_labels = list(train_labels) + extra_soft.argmax(axis=1).tolist()
+        soft = np.concatenate([soft, extra_soft]) if soft is not None else None
     dev_ids = encode(dev.texts)
 
     config = ErnieConfig(

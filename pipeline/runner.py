@@ -76,7 +76,7 @@ def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_nam
         labels = read_labels(data_dir)
         eval_split = read_split(data_dir, config.dataset.eval_split, labels)
 
-        tokenizer = load_tokenizer(config.model.name_or_path)
+        tokenizer = load_tokenizer(config.model.name_or_path, config.infer.tokenizer)
         onnx_path = convert(
             config.model.path_prefix,
             config.convert.opset,

@@ -1,11 +1,21 @@
-"""Text -> token ids, with PaddleNLP's tokenizer as the reference implementation."""
+"""Text -> token ids. PaddleNLP's tokenizer is the reference; a Rust `tokenizers` WordPiece
+over the same vocab and rules is the fast path, checked id-for-id against it."""
 
 from __future__ import annotations
 
+import functools
+import json
+import sys
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from pipeline.errors import ModelError
+
+# Tokenizer classes whose rules the fast path reproduces: BERT-style basic tokenization
+# (clean text, split CJK characters, lower-case, strip accents, split punctuation) + WordPiece.
+_WORDPIECE_CLASSES = {"ErnieTokenizer", "BertTokenizer"}
 
 
 @dataclass(frozen=True)
@@ -17,42 +27,189 @@ class Encoded:
     pad_id: int
 
 
+class Tokenizer(Protocol):
+    pad_id: int
+
+    def encode(self, texts: list[str], max_seq_length: int) -> Encoded: ...
+
+
+def truncate(rows: list[list[int]], max_seq_length: int, pad_id: int) -> Encoded:
+    """Keeps [CLS] + the head of the text + [SEP], as PaddleNLP's own truncation does."""
+    truncated = 0
+    ids: list[list[int]] = []
+    for row in rows:
+        if len(row) > max_seq_length:
+            truncated += 1
+            row = row[: max_seq_length - 1] + row[-1:]
+        ids.append(row)
+    return Encoded(input_ids=ids, n_truncated=truncated, pad_id=pad_id)
+
+
 class PaddleNLPTokenizer:
+    """The reference: whatever `AutoTokenizer.from_pretrained` gives for the model."""
+
     def __init__(self, name_or_path: str) -> None:
         from paddlenlp.transformers import AutoTokenizer
         from paddlenlp.utils.log import logger as paddlenlp_logger
 
-        # PaddleNLP logs every file it reads; the pipeline reports what matters itself.
-        paddlenlp_logger.set_level("WARNING")
-
         local = Path(name_or_path)
         if local.exists() and not local.is_dir():
             raise ModelError(f"{local}: expected a tokenizer folder (saved with save_pretrained)")
+        # PaddleNLP logs every file it reads; the pipeline reports what matters itself.
+        paddlenlp_logger.set_level("WARNING")
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         except Exception as exc:  # PaddleNLP raises many types for a missing/unreachable model
+            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
             raise ModelError(
-                f"cannot load tokenizer {name_or_path!r} ({type(exc).__name__}: "
-                f"{str(exc).strip().splitlines()[0] if str(exc).strip() else 'no detail'}); "
+                f"cannot load tokenizer {name_or_path!r} ({type(exc).__name__}: {detail}); "
                 "set model.name_or_path to a local folder holding vocab.txt and tokenizer_config.json"
             ) from None
-
-    @property
-    def pad_id(self) -> int:
-        return int(self._tokenizer.pad_token_id)
+        self.pad_id = int(self._tokenizer.pad_token_id)
 
     def encode(self, texts: list[str], max_seq_length: int) -> Encoded:
-        full = self._tokenizer(texts, add_special_tokens=True, return_token_type_ids=False)["input_ids"]
-        truncated = 0
-        ids: list[list[int]] = []
-        for row in full:
-            if len(row) > max_seq_length:
-                truncated += 1
-                # Keep [CLS] + the head of the text + [SEP], as the tokenizer's own truncation does.
-                row = row[: max_seq_length - 1] + row[-1:]
-            ids.append(row)
-        return Encoded(input_ids=ids, n_truncated=truncated, pad_id=self.pad_id)
+        rows = self._tokenizer(texts, add_special_tokens=True, return_token_type_ids=False)["input_ids"]
+        return truncate(rows, max_seq_length, self.pad_id)
 
 
-def load_tokenizer(name_or_path: str) -> PaddleNLPTokenizer:
+_CJK_RANGES = (
+    (0x4E00, 0x9FFF),
+    (0x3400, 0x4DBF),
+    (0x20000, 0x2A6DF),
+    (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F),
+    (0x2B820, 0x2CEAF),
+    (0xF900, 0xFAFF),
+    (0x2F800, 0x2FA1F),
+)
+# PaddleNLP's BasicTokenizer isolates symbols (Unicode category S*) and these code points too.
+_EXTRA_SYMBOLS = (0x00AD, 0x00B2, 0x00BA, 0x3007, 0x00B5, 0x00D8, 0x014B, 0x01B1)
+
+
+@functools.lru_cache(maxsize=1)
+def _basic_translation() -> dict[int, str | None]:
+    """One `str.translate` table for BasicTokenizer's text cleaning and CJK isolation.
+
+    NUL, U+FFFD and every "C*" character (control, format, private use, unassigned) go,
+    whitespace becomes a space, CJK characters get spaces around them: PaddleNLP's
+    `_clean_text` + `_tokenize_chinese_chars`.
+    """
+    table: dict[int, str | None] = {}
+    for cp in range(sys.maxunicode + 1):
+        char = chr(cp)
+        category = unicodedata.category(char)
+        if char in " \t\n\r" or category == "Zs":
+            table[cp] = " "
+        elif cp in (0, 0xFFFD) or category.startswith("C"):
+            table[cp] = None
+    for low, high in _CJK_RANGES:
+        for cp in range(low, high + 1):
+            table[cp] = f" {chr(cp)} "
+    return table
+
+
+class FastWordPieceTokenizer:
+    """ErnieTokenizer's rules, fast: C-level cleaning and CJK isolation (`str.translate`),
+    whitespace split, then word -> ids from a cache whose misses are tokenized in one batch
+    by a Rust `tokenizers` pipeline (lower-case, accents, punctuation and symbol split,
+    WordPiece). Reviews repeat their characters, so almost every word is a cache hit."""
+
+    _MAX_CACHE = 1_000_000
+
+    def __init__(self, folder: Path) -> None:
+        from tokenizers import Regex, normalizers, pre_tokenizers
+        from tokenizers import Tokenizer as RustTokenizer
+        from tokenizers.models import WordPiece
+
+        settings = _tokenizer_settings(folder)
+        vocab = _read_vocab(folder / "vocab.txt")
+        special = {
+            name: settings.get(name, default)
+            for name, default in (
+                ("unk_token", "[UNK]"),
+                ("sep_token", "[SEP]"),
+                ("pad_token", "[PAD]"),
+                ("cls_token", "[CLS]"),
+                ("mask_token", "[MASK]"),
+            )
+        }
+        missing = [token for token in special.values() if token not in vocab]
+        if missing:
+            raise ModelError(f"{folder / 'vocab.txt'}: special tokens {missing} are not in the vocab")
+        lowercase = bool(settings.get("do_lower_case", True))
+        words = RustTokenizer(WordPiece(vocab, unk_token=special["unk_token"], max_input_chars_per_word=100))
+        words.normalizer = normalizers.BertNormalizer(
+            clean_text=False, handle_chinese_chars=False, strip_accents=None, lowercase=lowercase
+        )
+        symbols = "".join(f"\\x{{{cp:04X}}}" for cp in _EXTRA_SYMBOLS)
+        words.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.BertPreTokenizer(),
+                pre_tokenizers.Split(Regex(f"[\\p{{S}}{symbols}]"), "isolated"),
+            ]
+        )
+        # PaddleNLP keeps special tokens written in the text whole; so does this.
+        words.add_special_tokens(list(special.values()))
+        self._words = words
+        self._cache: dict[str, list[int]] = {}
+        self._cls = vocab[special["cls_token"]]
+        self._sep = vocab[special["sep_token"]]
+        self.pad_id = vocab[special["pad_token"]]
+
+    def _lookup(self, split_texts: list[list[str]]) -> None:
+        cache = self._cache
+        misses = list({word for words in split_texts for word in words if word not in cache})
+        if not misses:
+            return
+        if len(cache) + len(misses) > self._MAX_CACHE:
+            cache.clear()
+        for word, encoding in zip(
+            misses, self._words.encode_batch_fast(misses, add_special_tokens=False), strict=True
+        ):
+            cache[word] = encoding.ids
+
+    def encode(self, texts: list[str], max_seq_length: int) -> Encoded:
+        table = _basic_translation()
+        split_texts = [text.translate(table).split() for text in texts]
+        self._lookup(split_texts)
+        cache, cls, sep = self._cache, [self._cls], [self._sep]
+        rows = [cls + [i for word in words for i in cache[word]] + sep for words in split_texts]
+        return truncate(rows, max_seq_length, self.pad_id)
+
+
+def _tokenizer_settings(folder: Path) -> dict:
+    config = folder / "tokenizer_config.json"
+    if not config.is_file():
+        return {}
+    try:
+        return json.loads(config.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{config}: not valid JSON ({exc})") from None
+
+
+def _read_vocab(path: Path) -> dict[str, int]:
+    vocab: dict[str, int] = {}
+    for index, line in enumerate(path.read_text(encoding="utf-8").splitlines()):
+        token = line.rstrip("\r")
+        vocab.setdefault(token, index)
+    return vocab
+
+
+def fast_path_supported(name_or_path: str) -> bool:
+    folder = Path(name_or_path)
+    if not (folder / "vocab.txt").is_file():
+        return False
+    return _tokenizer_settings(folder).get("tokenizer_class", "ErnieTokenizer") in _WORDPIECE_CLASSES
+
+
+def load_tokenizer(name_or_path: str, kind: str = "auto") -> Tokenizer:
+    """kind: paddlenlp (reference), fast (Rust WordPiece), auto (fast where it applies)."""
+    if kind == "fast" or (kind == "auto" and fast_path_supported(name_or_path)):
+        if not fast_path_supported(name_or_path):
+            raise ModelError(
+                f"infer.tokenizer=fast needs a local WordPiece tokenizer folder (vocab.txt, "
+                f"tokenizer_class in {sorted(_WORDPIECE_CLASSES)}); {name_or_path!r} is not one. "
+                "Use infer.tokenizer=paddlenlp"
+            )
+        return FastWordPieceTokenizer(Path(name_or_path))
     return PaddleNLPTokenizer(name_or_path)

@@ -1,0 +1,45 @@
+"""The fast tokenizer gives PaddleNLP's ids on every line of the demo corpus."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.data import read_labels, read_split, read_texts
+from pipeline.errors import ModelError
+from pipeline.tokenizer import FastWordPieceTokenizer, PaddleNLPTokenizer, load_tokenizer
+
+EDGE_CASES = [
+    "Hello WORLD café naïve [UNK] x[SEP]y",
+    "１２３ＡＢＣ full-width",
+    "e\u0301 combining accent, zero\u200bwidth",
+    "😀 emoji ﹏ ~ ～～ 1～2 ￥50.00 ² º 〇 µ Ø",
+    "nul\x00char and private\ue139use and tab\tinside",
+    "İstanbul ǅ ß ﬁ",
+    "a" * 150 + " overlong word",
+]
+
+
+def corpus(data_dir: Path) -> list[str]:
+    labels = read_labels(data_dir)
+    texts = [t for split in ("train", "dev", "test") for t in read_split(data_dir, split, labels).texts]
+    return texts + read_texts(data_dir) + EDGE_CASES
+
+
+def test_fast_ids_equal_reference_on_every_line(tiny_model: Path, demo_data_dir: Path) -> None:
+    texts = corpus(demo_data_dir)
+    folder = str(tiny_model / "tokenizer")
+    reference = load_tokenizer(folder, "paddlenlp").encode(texts, 512)
+    fast = load_tokenizer(folder, "fast").encode(texts, 512)
+    mismatched = [t for t, a, b in zip(texts, reference.input_ids, fast.input_ids, strict=True) if a != b]
+    assert mismatched == []
+    assert fast.n_truncated == reference.n_truncated > 0
+    assert fast.pad_id == reference.pad_id
+
+
+def test_auto_picks_fast_for_a_wordpiece_folder(tiny_model: Path, tmp_path: Path) -> None:
+    assert isinstance(load_tokenizer(str(tiny_model / "tokenizer")), FastWordPieceTokenizer)
+    assert isinstance(load_tokenizer(str(tiny_model / "tokenizer"), "paddlenlp"), PaddleNLPTokenizer)
+    with pytest.raises(ModelError, match=r"infer\.tokenizer=fast needs a local WordPiece tokenizer folder"):
+        load_tokenizer(str(tmp_path), "fast")
