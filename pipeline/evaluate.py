@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import resource
+
 import numpy as np
 
 from pipeline.infer import InferenceResult
@@ -23,14 +25,30 @@ def macro_f1(predicted: np.ndarray, gold: np.ndarray, n_labels: int) -> float:
     return float(np.mean(scores))
 
 
+def latency_metrics(result: InferenceResult) -> dict[str, float]:
+    """The seed's latency plus what it leaves out: percentiles, tokenization, end to end."""
+    n = len(result.logits)
+    batch_ms = 1000.0 * np.asarray(result.batch_seconds)
+    return {
+        # The seed's latency: total model time over the split / samples.
+        "latency_ms": float(batch_ms.sum() / n),
+        "latency_p50_ms": float(np.percentile(batch_ms, 50)),
+        "latency_p95_ms": float(np.percentile(batch_ms, 95)),
+        "latency_p99_ms": float(np.percentile(batch_ms, 99)),
+        "throughput_sps": n / result.model_seconds if result.model_seconds > 0 else 0.0,
+        "tokenize_ms": 1000.0 * result.tokenize_seconds / n,
+        "e2e_ms": 1000.0 * (result.tokenize_seconds + result.model_seconds + result.overhead_seconds) / n,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+    }
+
+
 def evaluate(result: InferenceResult, gold_label_ids: list[int], n_labels: int) -> dict[str, float]:
     gold = np.asarray(gold_label_ids)
     predicted = result.logits.argmax(axis=-1)
-    n = len(gold)
     return {
         "accuracy": accuracy(predicted, gold),
         "macro_f1": macro_f1(predicted, gold, n_labels),
-        # The seed's latency: total model time over the split / samples.
-        "latency_ms": 1000.0 * result.model_seconds / n,
-        "n_samples": n,
+        "n_samples": len(gold),
+        "n_truncated": result.n_truncated,
+        **latency_metrics(result),
     }

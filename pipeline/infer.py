@@ -17,6 +17,10 @@ class InferenceResult:
     logits: np.ndarray  # [n_samples, n_labels], in input order
     batch_seconds: list[float]  # model time of each timed batch
     batch_sizes: list[int]
+    n_truncated: int = 0
+    tokenize_seconds: float = 0.0
+    # Padding, feed building and restoring input order: the work around the model calls.
+    overhead_seconds: float = 0.0
 
     @property
     def model_seconds(self) -> float:
@@ -53,19 +57,23 @@ def run_inference(
     fixed_length: int | None = None,
     warmup_batches: int = 0,
     desc: str = "infer",
+    tokenize_seconds: float = 0.0,
 ) -> InferenceResult:
     """Runs every sample once (timed), after `warmup_batches` untimed calls."""
+    started = time.perf_counter()
     rows = encoded.input_ids
     batches = plan_batches([len(r) for r in rows], batch_size, sort_by_length)
     feeds = [
         engine.feed(pad_batch([rows[i] for i in batch], encoded.pad_id, fixed_length), encoded.pad_id)
         for batch in batches
     ]
+    overhead = time.perf_counter() - started
     # Warm up on the largest batches, which allocate the most, so timed calls do not.
     for feed in sorted(feeds, key=lambda f: -f["input_ids"].size)[:warmup_batches]:
         engine.run(feed)
     logits: np.ndarray | None = None
     seconds: list[float] = []
+    loop_started = time.perf_counter()
     for batch, feed in zip(batches, tqdm(feeds, desc=desc, unit="batch", leave=False), strict=True):
         start = time.perf_counter()
         out = engine.run(feed)
@@ -74,4 +82,12 @@ def run_inference(
             logits = np.empty((len(rows), out.shape[-1]), dtype=np.float32)
         logits[batch] = out
     assert logits is not None
-    return InferenceResult(logits=logits, batch_seconds=seconds, batch_sizes=[len(b) for b in batches])
+    overhead += time.perf_counter() - loop_started - sum(seconds)
+    return InferenceResult(
+        logits=logits,
+        batch_seconds=seconds,
+        batch_sizes=[len(b) for b in batches],
+        n_truncated=encoded.n_truncated,
+        tokenize_seconds=tokenize_seconds,
+        overhead_seconds=overhead,
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import asdict
 from pathlib import Path
 
@@ -59,7 +60,7 @@ def fp32_predictions(config: Config, onnx_path: Path, texts: list[str], infer) -
     key = content_key(model=reference.path, texts=texts, max_seq_length=config.max_seq_length)
 
     def build(out: Path) -> None:
-        result, _ = infer(texts, "fp32 reference", Engine(reference.path, config.device))
+        result = infer(texts, "fp32 reference", Engine(reference.path, config.device))
         np.save(out / "predicted.npy", result.logits.argmax(axis=-1))
 
     folder, _ = cached_artifact(Path(config.cache_dir), "fp32-predictions", key, build)
@@ -87,8 +88,10 @@ def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_nam
         log.info("model to run: %s (fused ops %s)", optimized.path, optimized.fused_ops)
         engine = Engine(optimized.path, config.device)
 
-        def infer(texts: list[str], desc: str, engine: Engine = engine) -> tuple[InferenceResult, int]:
+        def infer(texts: list[str], desc: str, engine: Engine = engine) -> InferenceResult:
+            started = time.perf_counter()
             encoded = tokenizer.encode(texts, config.max_seq_length)
+            tokenize_seconds = time.perf_counter() - started
             fixed = config.max_seq_length if config.infer.padding == "max_length" else None
             result = run_inference(
                 engine,
@@ -98,17 +101,17 @@ def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_nam
                 fixed_length=fixed,
                 warmup_batches=config.infer.warmup_batches,
                 desc=desc,
+                tokenize_seconds=tokenize_seconds,
             )
             if result.logits.shape[-1] != len(labels):
                 raise ModelError(
                     f"the model outputs {result.logits.shape[-1]} classes but "
                     f"{data_dir / 'label.txt'} lists {len(labels)} labels"
                 )
-            return result, encoded.n_truncated
+            return result
 
-        result, n_truncated = infer(eval_split.texts, f"evaluate {eval_split.name}")
+        result = infer(eval_split.texts, f"evaluate {eval_split.name}")
         metrics = evaluate(result, eval_split.label_ids, len(labels))
-        metrics["n_truncated"] = n_truncated
         metrics["model_size_mb"] = optimized.size_mb
         metrics["fused_ops"] = optimized.fused_ops
         predicted = result.logits.argmax(axis=-1)
@@ -124,7 +127,7 @@ def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_nam
         artifacts = [output_dir / METRICS_FILE, output_dir / CONFIG_FILE]
         if config.infer.predict_data:
             texts = read_texts(data_dir)
-            predictions, _ = infer(texts, "predict data.txt")
+            predictions = infer(texts, "predict data.txt")
             write_predictions(output_dir / PREDICTIONS_FILE, texts, predictions, labels)
             artifacts.append(output_dir / PREDICTIONS_FILE)
 

@@ -42,7 +42,20 @@ def test_run_experiment_writes_metrics_predictions_and_mlflow_run(
     metrics = run_experiment(config, out, "composed: yes\n", "test-run")
 
     on_disk = json.loads((out / "metrics.json").read_text())
-    assert on_disk == pytest.approx(metrics)
+    assert on_disk == json.loads(json.dumps(metrics))
+    for key in (
+        "latency_p50_ms",
+        "latency_p95_ms",
+        "latency_p99_ms",
+        "throughput_sps",
+        "tokenize_ms",
+        "peak_rss_mb",
+    ):
+        assert on_disk[key] > 0, key
+    assert on_disk["e2e_ms"] > on_disk["latency_ms"] + on_disk["tokenize_ms"]
+    assert on_disk["latency_p50_ms"] <= on_disk["latency_p95_ms"] <= on_disk["latency_p99_ms"]
+    assert on_disk["n_truncated"] > 0  # reviews longer than 128 tokens exist in the dev split
+    assert on_disk["fused_ops"]["Attention"] == 1 and on_disk["agreement_vs_fp32"] == 1.0
     assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["macro_f1"] <= 1.0
     assert metrics["n_samples"] == 2000 and metrics["latency_ms"] > 0
     # The tiny model learned something from 3000 reviews.
