@@ -33,9 +33,28 @@ class DeviceConfig:
     id: int = 0
     # None means one thread per physical core, the seed's default.
     num_threads: int | None = None
+    inter_op_threads: int = 1
+    graph_optimization_level: str = "all"
+    execution_mode: str = "sequential"
+    cpu_mem_arena: bool = True
+    # GPU only: bind inputs/outputs to device buffers; TensorRT ahead of CUDA.
+    io_binding: bool = True
+    tensorrt: bool = False
+    trt_fp16: bool = True
+    trt_cache_dir: str = "${cache_dir}/tensorrt"
 
     def __post_init__(self) -> None:
         _choice(self.name, ("cpu", "gpu"), "device")
+        _choice(
+            self.graph_optimization_level,
+            ("disable", "basic", "extended", "all"),
+            "device.graph_optimization_level",
+        )
+        _choice(self.execution_mode, ("sequential", "parallel"), "device.execution_mode")
+        if self.inter_op_threads < 1:
+            raise ConfigError(f"device.inter_op_threads={self.inter_op_threads} must be >= 1")
+        if self.tensorrt and self.name != "gpu":
+            raise ConfigError("device.tensorrt=true needs device=gpu")
         if self.id < 0:
             raise ConfigError(f"device.id={self.id} must be >= 0")
         if self.num_threads is None:

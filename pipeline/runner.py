@@ -60,7 +60,11 @@ def fp32_predictions(config: Config, onnx_path: Path, texts: list[str], infer) -
     key = content_key(model=reference.path, texts=texts, max_seq_length=config.max_seq_length)
 
     def build(out: Path) -> None:
-        result = infer(texts, "fp32 reference", Engine(reference.path, config.device))
+        result = infer(
+            texts,
+            "fp32 reference",
+            Engine(reference.path, config.device, config.batch_size, config.max_seq_length),
+        )
         np.save(out / "predicted.npy", result.logits.argmax(axis=-1))
 
     folder, _ = cached_artifact(Path(config.cache_dir), "fp32-predictions", key, build)
@@ -86,7 +90,7 @@ def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_nam
         )
         optimized = optimize(onnx_path, config.precision, config.optimize.fusion, Path(config.cache_dir))
         log.info("model to run: %s (fused ops %s)", optimized.path, optimized.fused_ops)
-        engine = Engine(optimized.path, config.device)
+        engine = Engine(optimized.path, config.device, config.batch_size, config.max_seq_length)
 
         def infer(texts: list[str], desc: str, engine: Engine = engine) -> InferenceResult:
             started = time.perf_counter()
