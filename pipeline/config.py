@@ -169,6 +169,7 @@ class Config:
     batch_size: int = 32
     max_seq_length: int = 128
     cache_dir: str = "${oc.env:ERNIE_ONNX_CACHE,${project_root:}/.cache}"
+    skip_unavailable_device: bool = False
 
     def __post_init__(self) -> None:
         if self.batch_size < 1:

@@ -20,6 +20,7 @@ from pipeline.errors import DatasetError, ModelError
 from pipeline.evaluate import evaluate
 from pipeline.infer import InferenceResult, run_inference, softmax
 from pipeline.optimize import optimize
+from pipeline.reports import confusion_matrix, per_class_markdown, plot_confusion_matrix
 from pipeline.tokenizer import load_tokenizer
 from pipeline.tracking import environment_tags, tracked_run
 
@@ -28,6 +29,8 @@ log = logging.getLogger(__name__)
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 CONFIG_FILE = "config.yaml"
+PER_CLASS_FILE = "per_class.md"
+CONFUSION_FILE = "confusion_matrix.png"
 
 
 def dataset_dir(config: Config) -> Path:
@@ -71,12 +74,14 @@ def fp32_predictions(config: Config, onnx_path: Path, texts: list[str], infer) -
     return np.load(folder / "predicted.npy")
 
 
-def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_name: str) -> dict:
+def run_experiment(
+    config: Config, output_dir: Path, composed_yaml: str, run_name: str, parent_run_id: str | None = None
+) -> dict:
     """Runs every stage and returns the metrics also written to `output_dir/metrics.json`."""
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output_dir / CONFIG_FILE, composed_yaml)
     tags = {"model": config.model.name, "dataset": config.dataset.name, **environment_tags()}
-    with tracked_run(config.mlflow, run_name, asdict(config), tags) as tracking:
+    with tracked_run(config.mlflow, run_name, asdict(config), tags, parent_run_id) as tracking:
         data_dir = dataset_dir(config)
         labels = read_labels(data_dir)
         eval_split = read_split(data_dir, config.dataset.eval_split, labels)
@@ -128,7 +133,10 @@ def run_experiment(config: Config, output_dir: Path, composed_yaml: str, run_nam
         metrics["accuracy_delta_vs_fp32"] = metrics["accuracy"] - float(np.mean(reference == gold))
         atomic_write_text(output_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
 
-        artifacts = [output_dir / METRICS_FILE, output_dir / CONFIG_FILE]
+        matrix = confusion_matrix(predicted, gold, len(labels))
+        atomic_write_text(output_dir / PER_CLASS_FILE, per_class_markdown(matrix, labels))
+        plot_confusion_matrix(matrix, labels, output_dir / CONFUSION_FILE)
+        artifacts = [output_dir / n for n in (METRICS_FILE, CONFIG_FILE, PER_CLASS_FILE, CONFUSION_FILE)]
         if config.infer.predict_data:
             texts = read_texts(data_dir)
             predictions = infer(texts, "predict data.txt")

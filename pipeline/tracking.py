@@ -8,6 +8,7 @@ import os
 import platform
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -95,43 +96,110 @@ def _setup_lock(tracking_uri: str) -> FileLock:
     return FileLock(os.path.join(tempfile.gettempdir(), f"ernie-onnx-mlflow-{digest}.lock"))
 
 
+_BATCH = 100  # MLflow's log_batch takes at most 100 params per call
+
+
+def _prepare_store(cfg: MlflowConfig) -> None:
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    if cfg.tracking_uri.startswith("sqlite:///"):
+        Path(cfg.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+
+
+def _artifact_location(cfg: MlflowConfig) -> str | None:
+    """Artifacts beside a SQLite database (MLflow's default is ./mlruns under whatever the cwd is)."""
+    if not cfg.tracking_uri.startswith("sqlite:///"):
+        return None
+    database = Path(cfg.tracking_uri.removeprefix("sqlite:///"))
+    return (database.parent / "mlartifacts" / cfg.experiment_name).resolve().as_uri()
+
+
+def open_experiment(cfg: MlflowConfig) -> tuple[Any, str, FileLock]:
+    """(client, experiment id, lock): the lock serialises writes from parallel jobs."""
+    from mlflow import MlflowClient
+
+    _prepare_store(cfg)
+    lock = _setup_lock(cfg.tracking_uri)
+    with lock:
+        client = MlflowClient(cfg.tracking_uri)
+        experiment = client.get_experiment_by_name(cfg.experiment_name)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else client.create_experiment(cfg.experiment_name)
+        )
+    return client, experiment_id, lock
+
+
 class TrackedRun:
-    def __init__(self, mlflow_module: Any, run_id: str) -> None:
-        self._mlflow = mlflow_module
+    """One MLflow run, written through an explicit client (no global active run)."""
+
+    def __init__(self, client: Any, run_id: str, lock: FileLock) -> None:
+        self._client = client
+        self._lock = lock
         self.run_id = run_id
 
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        items = [Param(k, v) for k, v in flatten(params).items()]
+        with self._lock:
+            for start in range(0, len(items), _BATCH):
+                self._client.log_batch(self.run_id, params=items[start : start + _BATCH])
+
     def log_metrics(self, metrics: Mapping[str, float]) -> None:
-        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()})
+        from mlflow.entities import Metric
+
+        now = int(time.time() * 1000)
+        items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
+        with self._lock:
+            for start in range(0, len(items), _BATCH):
+                self._client.log_batch(self.run_id, metrics=items[start : start + _BATCH])
 
     def log_artifact(self, path: Path) -> None:
-        self._mlflow.log_artifact(str(path))
+        with self._lock:
+            self._client.log_artifact(self.run_id, str(path))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        self._mlflow.set_tags(dict(tags))
+        with self._lock:
+            for key, value in tags.items():
+                self._client.set_tag(self.run_id, key, str(value)[:5000])
+
+    def end(self, status: str) -> None:
+        with self._lock:
+            self._client.set_terminated(self.run_id, status)
+
+
+def start_run(
+    cfg: MlflowConfig, run_name: str, tags: Mapping[str, str], parent_run_id: str | None = None
+) -> TrackedRun:
+    client, experiment_id, lock = open_experiment(cfg)
+    all_tags = dict(tags)
+    if parent_run_id:
+        all_tags["mlflow.parentRunId"] = parent_run_id
+    with lock:
+        run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
+    return TrackedRun(client, run.info.run_id, lock)
 
 
 @contextmanager
 def tracked_run(
-    cfg: MlflowConfig, run_name: str, params: Mapping[str, Any], tags: Mapping[str, str]
+    cfg: MlflowConfig,
+    run_name: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+    parent_run_id: str | None = None,
 ) -> Iterator[TrackedRun | None]:
-    """An active MLflow run (None when tracking is off) that ends FAILED if the body raises."""
+    """A run (None when tracking is off) that ends FINISHED, or FAILED with the error as a tag."""
     if not cfg.enabled:
         yield None
         return
-    import mlflow
-
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    if cfg.tracking_uri.startswith("sqlite:///"):
-        Path(cfg.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    with _setup_lock(cfg.tracking_uri):
-        mlflow.set_tracking_uri(cfg.tracking_uri)
-        mlflow.set_experiment(cfg.experiment_name)
-    with mlflow.start_run(run_name=run_name) as run:
-        mlflow.log_params(flatten(params))
-        mlflow.set_tags(dict(tags))
-        try:
-            yield TrackedRun(mlflow, run.info.run_id)
-        except BaseException as exc:
-            mlflow.set_tag("error", f"{type(exc).__name__}: {exc}"[:5000])
-            mlflow.end_run(status="FAILED")
-            raise
+    run = start_run(cfg, run_name, tags, parent_run_id)
+    run.log_params(params)
+    try:
+        yield run
+    except BaseException as exc:
+        run.set_tags({"error": f"{type(exc).__name__}: {exc}"})
+        run.end("FAILED")
+        raise
+    run.end("FINISHED")

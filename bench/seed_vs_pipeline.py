@@ -1,0 +1,212 @@
+"""The seed's deploy approach and this pipeline side by side, same model, data and threads.
+
+    .venv/bin/python bench/seed_vs_pipeline.py        # writes docs/benchmarks/seed_vs_pipeline.md
+
+Seed (PaddleNLP multi_class deploy/predictor): paddle2onnx + plain ONNX Runtime session
+(intra-op threads set), PaddleNLP tokenizer over the whole split padded to its longest text
+(capped at max_seq_length), batches in file order, INT8 = quantize_dynamic defaults.
+Pipeline: attention/LayerNorm/GELU fusion, fast tokenizer, length-sorted batches padded per
+batch, INT8 with conf/precision/int8.yaml options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import CACHE_DIR, DEMO_MODEL, machine_lines, table
+from pipeline.architectures import ERNIE_3_0, Architecture, random_weights_export
+from pipeline.cache import atomic_write_text
+from pipeline.config import PROJECT_ROOT, DeviceConfig, PrecisionConfig
+from pipeline.convert import convert
+from pipeline.data import read_labels, read_split
+from pipeline.demo_data import demo_dataset
+from pipeline.engine import Engine
+from pipeline.evaluate import latency_metrics
+from pipeline.infer import pad_batch, run_inference
+from pipeline.optimize import optimize
+from pipeline.tokenizer import load_tokenizer
+
+
+def seed_run(onnx_path: Path, int8: bool, texts: list[str], args) -> tuple[np.ndarray, float, float]:
+    """Returns (logits, model seconds, tokenize seconds) the way the seed's predictor works."""
+    if int8:
+        from onnxruntime.quantization import quantize_dynamic
+
+        quantized = Path(tempfile.mkdtemp()) / "int8.onnx"
+        quantize_dynamic(onnx_path, quantized)
+        onnx_path = quantized
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = args.threads
+    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    tokenizer = load_tokenizer(str(DEMO_MODEL / "tokenizer"), "paddlenlp")
+    started = time.perf_counter()
+    encoded = tokenizer.encode(texts, args.max_seq_length)
+    width = max(len(r) for r in encoded.input_ids)  # the whole split's longest text, capped
+    ids = pad_batch(encoded.input_ids, encoded.pad_id, width)
+    tokenize_seconds = time.perf_counter() - started
+    names = [i.name for i in session.get_inputs()]
+    logits = []
+    started = time.perf_counter()
+    for start in range(0, len(ids), args.batch_size):
+        batch = ids[start : start + args.batch_size]
+        feed = {n: batch if n == "input_ids" else np.zeros_like(batch) for n in names}
+        logits.append(session.run(None, feed)[0])
+    return np.concatenate(logits), time.perf_counter() - started, tokenize_seconds
+
+
+def pipeline_run(onnx_path: Path, int8: bool, texts: list[str], args) -> dict:
+    precision = PrecisionConfig(name="int8" if int8 else "fp32")
+    model = optimize(onnx_path, precision, True, CACHE_DIR)
+    engine = Engine(model.path, DeviceConfig(num_threads=args.threads), args.batch_size, args.max_seq_length)
+    tokenizer = load_tokenizer(str(DEMO_MODEL / "tokenizer"), "fast")
+    started = time.perf_counter()
+    encoded = tokenizer.encode(texts, args.max_seq_length)
+    tokenize_seconds = time.perf_counter() - started
+    result = run_inference(
+        engine, encoded, args.batch_size, warmup_batches=2, tokenize_seconds=tokenize_seconds
+    )
+    return {
+        "result": result,
+        "metrics": latency_metrics(result),
+        "lengths": [len(r) for r in encoded.input_ids],
+    }
+
+
+def accuracy_text(logits: np.ndarray, gold: list[int] | None) -> str:
+    return f"{100 * np.mean(logits.argmax(-1) == np.asarray(gold)):.2f}" if gold else "n/a (random weights)"
+
+
+def flops_per_sample(arch: Architecture, length: int) -> float:
+    """Multiply-adds x 2 of the encoder's matmuls and attention for one sample of `length` tokens."""
+    dense = 4 * arch.hidden * arch.hidden + 2 * arch.hidden * arch.ffn
+    attention = 2 * length * arch.hidden
+    return 2.0 * arch.layers * length * (dense + attention)
+
+
+def matmul_peak_gflops(threads: int) -> float:
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((2048, 2048), dtype=np.float32)
+    with threadpool_limits(threads):
+        a @ a
+        best = min(_timed(lambda: a @ a) for _ in range(5))
+    return 2 * 2048**3 / best / 1e9
+
+
+def _timed(fn) -> float:
+    started = time.perf_counter()
+    fn()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--medium-samples", type=int, default=512)
+    parser.add_argument(
+        "--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks" / "seed_vs_pipeline.md"
+    )
+    args = parser.parse_args()
+
+    data_dir = demo_dataset(CACHE_DIR)
+    dev = read_split(data_dir, "dev", read_labels(data_dir))
+    medium_arch = ERNIE_3_0["ernie-3.0-medium-zh"]
+    models = [
+        ("demo ERNIE", DEMO_MODEL / "export" / "float32", dev.texts, dev.label_ids),
+        (
+            "ERNIE 3.0 Medium (random weights)",
+            random_weights_export(medium_arch, 2, CACHE_DIR),
+            dev.texts[: args.medium_samples],
+            None,
+        ),
+    ]
+    rows = []
+    gflops_lines = []
+    for title, prefix, texts, gold in models:
+        onnx_path = convert(prefix, 13, True, CACHE_DIR)
+        fp32_model_ms = None
+        for int8 in (False, True):
+            seed_logits, seed_model_s, seed_tok_s = seed_run(onnx_path, int8, texts, args)
+            ours = pipeline_run(onnx_path, int8, texts, args)
+            n = len(texts)
+            seed_e2e = 1000 * (seed_model_s + seed_tok_s) / n
+            m = ours["metrics"]
+            if not int8:
+                fp32_model_ms = m["latency_ms"]
+            rows.append(
+                [
+                    title,
+                    "INT8" if int8 else "FP32",
+                    accuracy_text(seed_logits, gold),
+                    accuracy_text(ours["result"].logits, gold),
+                    f"{1000 * seed_model_s / n:.2f}",
+                    f"{m['latency_ms']:.2f}",
+                    f"{seed_e2e:.2f}",
+                    f"{m['e2e_ms']:.2f}",
+                    f"**{seed_e2e / m['e2e_ms']:.2f}x**",
+                    f"{fp32_model_ms / m['latency_ms']:.2f}x",
+                ]
+            )
+            print(rows[-1], flush=True)
+            if title.startswith("ERNIE 3.0 Medium") and not int8:
+                result = ours["result"]
+                order = sorted(range(n), key=lambda i: ours["lengths"][i])
+                widths = [
+                    max(ours["lengths"][i] for i in order[s : s + args.batch_size])
+                    for s in range(0, n, args.batch_size)
+                ]
+                flops = sum(
+                    size * flops_per_sample(medium_arch, width)
+                    for size, width in zip(result.batch_sizes, widths, strict=True)
+                )
+                achieved = flops / result.model_seconds / 1e9
+                peak = matmul_peak_gflops(args.threads)
+                gflops_lines = [
+                    f"- ERNIE 3.0 Medium FP32 (fused) computes {achieved:.1f} GFLOP/s on the padded batches; "
+                    f"numpy float32 2048x2048 matmul on {args.threads} threads peaks at {peak:.1f} GFLOP/s "
+                    f"here: **{100 * achieved / peak:.0f}% of the measured matmul peak**.",
+                ]
+    header = [
+        "model",
+        "precision",
+        "seed accuracy %",
+        "pipeline accuracy %",
+        "seed model ms/sample",
+        "pipeline model ms/sample",
+        "seed e2e ms/sample",
+        "pipeline e2e ms/sample",
+        "e2e speed-up",
+        "model time vs pipeline FP32",
+    ]
+    lines = [
+        "# The seed's approach vs this pipeline",
+        "",
+        f"Generated by `bench/seed_vs_pipeline.py`: batch {args.batch_size}, max_seq_length "
+        f"{args.max_seq_length}, {args.threads} intra-op threads for both, ONNX Runtime CPU. "
+        "e2e = tokenization + padding/feeds + model time, per sample; model = ONNX Runtime calls only "
+        "(the seed's latency definition).",
+        "",
+        *machine_lines(),
+        "",
+        *table(header, rows),
+        "",
+        *gflops_lines,
+        "",
+    ]
+    atomic_write_text(args.out, "\n".join(lines))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

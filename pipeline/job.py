@@ -1,0 +1,80 @@
+"""One Hydra job: validate, run, and record how it ended (for the sweep summary and the shell)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import traceback
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from pipeline.cache import atomic_write_text
+from pipeline.callbacks import parent_run_id
+from pipeline.config import DeviceConfig, validate
+from pipeline.engine import providers_for
+from pipeline.errors import DeviceError, PipelineError
+from pipeline.reports import JOB_STATUS_FILE
+from pipeline.runner import run_experiment
+from pipeline.tracking import run_name
+
+log = logging.getLogger(__name__)
+
+
+def device_unavailable(device: DeviceConfig) -> str | None:
+    try:
+        providers_for(device, ["input_ids"], 1, 1)
+    except DeviceError as exc:
+        return str(exc)
+    return None
+
+
+def _record(output_dir: Path, status: str, error: str = "") -> None:
+    atomic_write_text(output_dir / JOB_STATUS_FILE, json.dumps({"status": status, "error": error}) + "\n")
+
+
+def run_job(cfg: DictConfig) -> float | None:
+    """Returns the accuracy (for sweepers that optimise it), or None for a failed sweep job.
+
+    A failing job in a sweep is recorded and the sweep goes on; a failing single run exits 2
+    with one line on stderr.
+    """
+    hydra = HydraConfig.get()
+    output_dir = Path(hydra.runtime.output_dir)
+    multirun = hydra.mode == RunMode.MULTIRUN
+    name = run_name(list(hydra.overrides.task))
+    try:
+        config = validate(cfg)
+        if multirun and config.skip_unavailable_device and (reason := device_unavailable(config.device)):
+            _record(output_dir, "SKIPPED", reason)
+            print(f"skipped {name}: {reason.split(';')[0].split('. ')[0]}")
+            return None
+        metrics = run_experiment(
+            config,
+            output_dir,
+            OmegaConf.to_yaml(cfg, resolve=True),
+            name,
+            parent_run_id=parent_run_id(Path(hydra.sweep.dir)) if multirun else None,
+        )
+    except PipelineError as exc:
+        _record(output_dir, "FAILED", str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+        if multirun:
+            return None
+        sys.exit(2)
+    except Exception as exc:
+        _record(output_dir, "FAILED", f"{type(exc).__name__}: {exc}")
+        if not multirun:
+            raise
+        log.error("job %s failed:\n%s", name, traceback.format_exc())
+        return None
+    _record(output_dir, "FINISHED")
+    print(
+        f"{name}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+        f"latency {metrics['latency_ms']:.3f} ms/sample  e2e {metrics['e2e_ms']:.3f} ms/sample  "
+        f"({metrics['n_samples']} samples)"
+    )
+    return float(metrics["accuracy"])
