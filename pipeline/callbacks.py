@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.cache import atomic_write_text
 from pipeline.config import MlflowConfig
 from pipeline.reports import sweep_rows, write_sweep_summary
-from pipeline.tracking import TrackedRun, environment_tags, start_run
+from pipeline.tracking import attach_run, environment_tags, start_run
 
 log = logging.getLogger(__name__)
 PARENT_RUN_FILE = "mlflow_parent_run.json"
@@ -30,8 +30,9 @@ def _mlflow_config(config: DictConfig) -> MlflowConfig:
 
 
 class SweepTracking(Callback):
+    # Launchers such as joblib pickle callbacks into their workers: keep only plain data here.
     def __init__(self) -> None:
-        self._run: TrackedRun | None = None
+        self._run_id: str | None = None
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         mlflow_config = _mlflow_config(config)
@@ -45,14 +46,15 @@ class SweepTracking(Callback):
             "sweep_dir": str(sweep_dir.resolve()),
             "sweep_overrides": " ".join(swept),
         }
-        self._run = start_run(mlflow_config, f"sweep {sweep_dir.name}", tags)
-        self._run.log_params({"sweep.overrides": " ".join(swept), "sweep.dir": str(sweep_dir)})
+        run = start_run(mlflow_config, f"sweep {sweep_dir.name}", tags)
+        self._run_id = run.run_id
+        run.log_params({"sweep.overrides": " ".join(swept), "sweep.dir": str(sweep_dir)})
         base = OmegaConf.to_container(config, resolve=False)
         base.pop("hydra", None)
         base_file = sweep_dir / "base_config.yaml"
         atomic_write_text(base_file, OmegaConf.to_yaml(base))
-        self._run.log_artifact(base_file)
-        atomic_write_text(sweep_dir / PARENT_RUN_FILE, json.dumps({"run_id": self._run.run_id}) + "\n")
+        run.log_artifact(base_file)
+        atomic_write_text(sweep_dir / PARENT_RUN_FILE, json.dumps({"run_id": run.run_id}) + "\n")
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
@@ -66,9 +68,10 @@ class SweepTracking(Callback):
         )
         for row in failed:
             print(f"  FAILED {row['overrides']}: {row['error']}")
-        if self._run is None:
+        if self._run_id is None:
             return
+        run = attach_run(_mlflow_config(config), self._run_id)
         for path in written:
-            self._run.log_artifact(path)
-        self._run.log_metrics({"jobs": len(rows), "jobs_failed": len(failed), "jobs_skipped": len(skipped)})
-        self._run.end("FINISHED")
+            run.log_artifact(path)
+        run.log_metrics({"jobs": len(rows), "jobs_failed": len(failed), "jobs_skipped": len(skipped)})
+        run.end("FINISHED")

@@ -182,6 +182,11 @@ def start_run(
     return TrackedRun(client, run.info.run_id, lock)
 
 
+def attach_run(cfg: MlflowConfig, run_id: str) -> TrackedRun:
+    client, _, lock = open_experiment(cfg)
+    return TrackedRun(client, run_id, lock)
+
+
 @contextmanager
 def tracked_run(
     cfg: MlflowConfig,

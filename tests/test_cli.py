@@ -1,4 +1,4 @@
-"""run.py as users call it: overrides from the default config, one-line errors, a real multirun."""
+"""run.py as users call it: overrides from the default config, one-line errors (sweeps: test_sweep.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import mlflow
 import pytest
 
 from pipeline.config import PROJECT_ROOT
@@ -44,32 +43,6 @@ def test_user_model_runs_from_the_default_config(tiny_model: Path, cache_dir: Pa
     metrics = json.loads((tmp_path / "job" / "metrics.json").read_text())
     assert set(metrics) >= {"accuracy", "macro_f1", "latency_ms", "n_samples"}
     assert (tmp_path / "job" / "predictions.jsonl").is_file()
-
-
-def test_multirun_logs_one_run_per_job(tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
-    result = run_cli(
-        "-m",
-        *user_overrides(tiny_model, tmp_path),
-        "batch_size=1,16",
-        "infer.predict_data=false",
-        "hydra.sweep.dir=sweep",
-        tmp_path=tmp_path,
-        cache_dir=cache_dir,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    jobs = sorted((tmp_path / "sweep").glob("*/metrics.json"))
-    assert len(jobs) == 2
-    accuracies = [json.loads(p.read_text())["accuracy"] for p in jobs]
-    assert accuracies[0] == pytest.approx(accuracies[1], abs=1e-3)  # batching does not change results
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("cli-test").experiment_id])
-    assert sorted(r.data.params["batch_size"] for r in runs) == ["1", "16"]
-    assert all(r.info.status == "FINISHED" for r in runs)
-    # Runs are named by what they vary, not by where files live.
-    assert sorted(r.info.run_name for r in runs) == [
-        "batch_size=1,infer.predict_data=false",
-        "batch_size=16,infer.predict_data=false",
-    ]
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,123 @@
+"""Sweeps as users run them: a parent MLflow run, one child per job, summaries, parallel jobs."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.test_cli import run_cli, user_overrides
+
+pytestmark = pytest.mark.slow
+
+
+def runs_by_kind(tracking_uri: str, experiment: str) -> tuple[list, list]:
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def test_parallel_joblib_sweep_loses_no_run(tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+    result = run_cli(
+        "-m",
+        *user_overrides(tiny_model, tmp_path),
+        "hydra/launcher=joblib",
+        "hydra.launcher.n_jobs=2",
+        "precision=fp32,int8",
+        "batch_size=4,16",
+        "infer.predict_data=false",
+        "hydra.sweep.dir=sweep",
+        tmp_path=tmp_path,
+        cache_dir=cache_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    parents, children = runs_by_kind(f"sqlite:///{tmp_path}/mlflow.db", "cli-test")
+    assert len(parents) == 1 and len(children) == 4
+    parent = parents[0]
+    assert all(c.data.tags["mlflow.parentRunId"] == parent.info.run_id for c in children)
+    assert all(c.info.status == "FINISHED" and c.data.metrics["accuracy"] > 0 for c in children)
+    assert sorted(c.info.run_name for c in children) == sorted(
+        f"precision={p},batch_size={b},infer.predict_data=False" for p in ("fp32", "int8") for b in (4, 16)
+    )
+    for tag in ("git_commit", "host", "cpu", "onnxruntime", "onnxruntime_providers", "paddle", "paddle2onnx"):
+        assert children[0].data.tags[tag], tag
+    by_precision: dict[str, set[float]] = {}
+    for child in children:
+        by_precision.setdefault(child.data.params["precision.name"], set()).add(
+            round(child.data.metrics["accuracy"], 3)
+        )
+    assert all(len(accuracies) == 1 for accuracies in by_precision.values()), "batch size changed results"
+    assert parent.data.metrics["jobs"] == 4 and parent.data.metrics["jobs_failed"] == 0
+
+    sweep = tmp_path / "sweep"
+    rows = list(csv.DictReader((sweep / "summary.csv").open()))
+    assert len(rows) == 4 and all(r["status"] == "FINISHED" and float(r["latency_ms"]) > 0 for r in rows)
+    assert (sweep / "summary.md").read_text().count("FINISHED |") == 4
+    for name in ("latency_vs_batch_size.png", "accuracy_vs_latency.png"):
+        assert (sweep / name).read_bytes()[:4] == b"\x89PNG"
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"summary.csv", "summary.md", "latency_vs_batch_size.png", "base_config.yaml"} <= parent_artifacts
+    child_artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
+    assert {"confusion_matrix.png", "per_class.md", "metrics.json"} <= child_artifacts
+
+
+def test_failing_job_is_recorded_and_the_sweep_goes_on(
+    tiny_model: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "label.txt").write_text("negative\npositive\n")
+    (data / "dev.txt").write_text("很好\tpositive\n很差\tnegative\n")
+    (data / "test.txt").write_text("很好\tpositive\n坏了\tbroken-label\n")
+    (data / "data.txt").write_text("还行\n")
+    result = run_cli(
+        "-m",
+        *user_overrides(tiny_model, tmp_path),
+        f"dataset.dir={data}",
+        "dataset.eval_split=dev,test",
+        "hydra.sweep.dir=sweep",
+        tmp_path=tmp_path,
+        cache_dir=cache_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "1 finished, 1 failed" in result.stdout
+    _, children = runs_by_kind(f"sqlite:///{tmp_path}/mlflow.db", "cli-test")
+    statuses = {c.data.params["dataset.eval_split"]: c for c in children}
+    assert statuses["dev"].info.status == "FINISHED"
+    assert statuses["test"].info.status == "FAILED"
+    assert "test.txt:2: label 'broken-label'" in statuses["test"].data.tags["error"]
+    rows = {r["overrides"]: r for r in csv.DictReader((tmp_path / "sweep" / "summary.csv").open())}
+    assert rows["dataset.eval_split=test"]["status"] == "FAILED"
+    assert "broken-label" in rows["dataset.eval_split=test"]["error"]
+
+
+def test_seed_table_skips_gpu_rows_without_cuda(tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this machine has CUDA: the GPU rows run")
+    result = run_cli(
+        "experiment=seed_table",
+        *user_overrides(tiny_model, tmp_path),
+        "infer.predict_data=false",
+        "hydra.sweep.dir=sweep",
+        tmp_path=tmp_path,
+        cache_dir=cache_dir,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("skipped +seed_row=gpu_") == 2
+    rows = {
+        r["overrides"].split(",")[0]: r for r in csv.DictReader((tmp_path / "sweep" / "summary.csv").open())
+    }
+    assert {k: r["status"] for k, r in rows.items()} == {
+        "+seed_row=gpu_fp32": "SKIPPED",
+        "+seed_row=gpu_fp16": "SKIPPED",
+        "+seed_row=cpu_fp32": "FINISHED",
+        "+seed_row=cpu_int8": "FINISHED",
+    }
