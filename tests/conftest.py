@@ -19,6 +19,8 @@ TINY = TrainConfig(
     max_train_samples=3000,
     batch_size=32,
     learning_rate=5e-3,
+    distill_weight=0.0,
+    augment_clauses=False,
 )
 
 
