@@ -11,6 +11,8 @@ import json
 import logging
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -36,6 +38,18 @@ class OptimizedModel:
     attention_layers: int  # softmax nodes found: the number of attention blocks fusion should cover
 
 
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    """ONNX Runtime's fusion and quantization tools log every step at INFO on the root logger."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
 def fused_op_counts(model: onnx.ModelProto) -> dict[str, int]:
     counts = Counter(
         node.op_type
@@ -52,14 +66,14 @@ def fuse(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     report = fuse_attention(model)
     if report.fused == 0:
         return model, report.softmax_total
-    logging.getLogger("onnxruntime.transformers").setLevel(logging.WARNING)
-    optimized = optimize_model(
-        model,
-        model_type="bert",
-        num_heads=report.num_heads,
-        hidden_size=report.hidden_size,
-        opt_level=0,
-    )
+    with _quiet_root_logger():
+        optimized = optimize_model(
+            model,
+            model_type="bert",
+            num_heads=report.num_heads,
+            hidden_size=report.hidden_size,
+            opt_level=0,
+        )
     return optimized.model, report.softmax_total
 
 
@@ -102,25 +116,18 @@ def quantize_int8(model: onnx.ModelProto, precision: PrecisionConfig, out_path: 
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     options = precision.quantization
-    root = logging.getLogger()
-    level = root.level
-    # The quantizer logs one INFO line per activation on the root logger.
-    root.setLevel(max(level, logging.WARNING))
-    try:
-        with tempfile.TemporaryDirectory(prefix="int8-") as work:
-            source = Path(work) / "fp32.onnx"
-            onnx.save(model, str(source))
-            quantize_dynamic(
-                source,
-                out_path,
-                op_types_to_quantize=list(options.op_types),
-                per_channel=options.per_channel,
-                reduce_range=options.reduce_range,
-                weight_type=QuantType[options.weight_type],
-                nodes_to_exclude=list(options.nodes_to_exclude),
-            )
-    finally:
-        root.setLevel(level)
+    with _quiet_root_logger(), tempfile.TemporaryDirectory(prefix="int8-") as work:
+        source = Path(work) / "fp32.onnx"
+        onnx.save(model, str(source))
+        quantize_dynamic(
+            source,
+            out_path,
+            op_types_to_quantize=list(options.op_types),
+            per_channel=options.per_channel,
+            reduce_range=options.reduce_range,
+            weight_type=QuantType[options.weight_type],
+            nodes_to_exclude=list(options.nodes_to_exclude),
+        )
 
 
 def _build(source: Path, precision: PrecisionConfig, fusion: bool, out_dir: Path) -> None:
