@@ -94,12 +94,13 @@ def _job_row(job_dir: Path) -> dict[str, object]:
         row["_batch_size"] = config.get("batch_size")
         row["_precision"] = (config.get("precision") or {}).get("name")
         row["_device"] = (config.get("device") or {}).get("name")
+        row["_max_seq_length"] = config.get("max_seq_length")
     return row
 
 
 def sweep_rows(sweep_dir: Path) -> list[dict[str, object]]:
     jobs = [p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml")]
-    return [_job_row(job) for job in sorted(jobs, key=lambda p: p.name)]
+    return [_job_row(job) for job in sorted(jobs, key=lambda p: (len(p.name), p.name))]
 
 
 def _cell(value: object) -> str:
@@ -140,13 +141,14 @@ def _plots(rows: list[dict[str, object]], sweep_dir: Path) -> list[Path]:
 
     paths = []
     figure, axes = plt.subplots(figsize=(6, 4))
-    for key in sorted({(r.get("_device"), r.get("_precision")) for r in rows}, key=str):
-        points = sorted(
-            (r["_batch_size"], r["latency_ms"])
-            for r in rows
-            if (r.get("_device"), r.get("_precision")) == key
-        )
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=f"{key[0]} {key[1]}")
+
+    def series(row: dict[str, object]) -> tuple:
+        return (row.get("_device"), row.get("_precision"), row.get("_max_seq_length"))
+
+    for key in sorted({series(r) for r in rows}, key=str):
+        points = sorted((r["_batch_size"], r["latency_ms"]) for r in rows if series(r) == key)
+        label = f"{key[0]} {key[1]}, max_seq_length {key[2]}"
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
     axes.set_xscale("log", base=2)
     axes.set_xlabel("batch size")
     axes.set_ylabel("model latency, ms/sample")
