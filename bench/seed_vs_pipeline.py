@@ -153,6 +153,7 @@ def main() -> None:
                     f"{seed_e2e:.2f}",
                     f"{m['e2e_ms']:.2f}",
                     f"**{seed_e2e / m['e2e_ms']:.2f}x**",
+                    f"{1000 * seed_tok_s / n:.3f} / {m['tokenize_ms']:.3f}",
                     f"{fp32_model_ms / m['latency_ms']:.2f}x",
                 ]
             )
@@ -185,6 +186,7 @@ def main() -> None:
         "seed e2e ms/sample",
         "pipeline e2e ms/sample",
         "e2e speed-up",
+        "tokenize ms/sample seed / pipeline",
         "model time vs pipeline FP32",
     ]
     lines = [

@@ -3,9 +3,7 @@ over the same vocab and rules is the fast path, checked id-for-id against it."""
 
 from __future__ import annotations
 
-import functools
 import json
-import sys
 import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,26 +84,32 @@ _CJK_RANGES = (
 _EXTRA_SYMBOLS = (0x00AD, 0x00B2, 0x00BA, 0x3007, 0x00B5, 0x00D8, 0x014B, 0x01B1)
 
 
-@functools.lru_cache(maxsize=1)
-def _basic_translation() -> dict[int, str | None]:
-    """One `str.translate` table for BasicTokenizer's text cleaning and CJK isolation.
+def _is_cjk(cp: int) -> bool:
+    return any(low <= cp <= high for low, high in _CJK_RANGES)
+
+
+class _BasicTranslation(dict):
+    """A `str.translate` table for BasicTokenizer's text cleaning and CJK isolation.
 
     NUL, U+FFFD and every "C*" character (control, format, private use, unassigned) go,
     whitespace becomes a space, CJK characters get spaces around them: PaddleNLP's
-    `_clean_text` + `_tokenize_chinese_chars`.
+    `_clean_text` + `_tokenize_chinese_chars`. Filled on first sight of each character,
+    so a process pays only for the characters its texts use.
     """
-    table: dict[int, str | None] = {}
-    for cp in range(sys.maxunicode + 1):
+
+    def __missing__(self, cp: int) -> str | None:
         char = chr(cp)
         category = unicodedata.category(char)
         if char in " \t\n\r" or category == "Zs":
-            table[cp] = " "
+            value: str | None = " "
         elif cp in (0, 0xFFFD) or category.startswith("C"):
-            table[cp] = None
-    for low, high in _CJK_RANGES:
-        for cp in range(low, high + 1):
-            table[cp] = f" {chr(cp)} "
-    return table
+            value = None
+        elif _is_cjk(cp):
+            value = f" {char} "
+        else:
+            value = char
+        self[cp] = value
+        return value
 
 
 class FastWordPieceTokenizer:
@@ -152,6 +156,7 @@ class FastWordPieceTokenizer:
         words.add_special_tokens(list(special.values()))
         self._words = words
         self._cache: dict[str, list[int]] = {}
+        self._translation = _BasicTranslation()
         self._cls = vocab[special["cls_token"]]
         self._sep = vocab[special["sep_token"]]
         self.pad_id = vocab[special["pad_token"]]
@@ -169,7 +174,7 @@ class FastWordPieceTokenizer:
             cache[word] = encoding.ids
 
     def encode(self, texts: list[str], max_seq_length: int) -> Encoded:
-        table = _basic_translation()
+        table = self._translation
         split_texts = [text.translate(table).split() for text in texts]
         self._lookup(split_texts)
         cache, cls, sep = self._cache, [self._cls], [self._sep]
