@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import platform
 from pathlib import Path
 
@@ -15,6 +16,17 @@ from pipeline.tracking import environment_tags
 
 CACHE_DIR = PROJECT_ROOT / ".cache"
 DEMO_MODEL = PROJECT_ROOT / "assets" / "demo-model"
+
+
+def parse_arguments(description: str, default_out: Path) -> argparse.Namespace:
+    """The settings every benchmark shares: the seed's batch 32 / 128 tokens on 2 threads."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-seq-length", type=int, default=128)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--medium-samples", type=int, default=512)
+    parser.add_argument("--out", type=Path, default=default_out)
+    return parser.parse_args()
 
 
 def machine_lines() -> list[str]:

@@ -8,14 +8,22 @@ Models: the demo ERNIE on the demo dev split, and the ERNIE 3.0 Medium architect
 
 from __future__ import annotations
 
-import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE_DIR, DEMO_MODEL, accuracy, best_of, machine_lines, ms_per_sample, table
+from bench.common import (
+    CACHE_DIR,
+    DEMO_MODEL,
+    accuracy,
+    best_of,
+    machine_lines,
+    ms_per_sample,
+    parse_arguments,
+    table,
+)
 from pipeline.architectures import ERNIE_3_0, random_weights_export
 from pipeline.cache import atomic_write_text
 from pipeline.config import PROJECT_ROOT, PrecisionConfig, QuantizationConfig
@@ -93,13 +101,7 @@ def bench_model(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--medium-samples", type=int, default=512)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "benchmarks" / "optimize.md")
-    args = parser.parse_args()
+    args = parse_arguments(__doc__, PROJECT_ROOT / "docs" / "benchmarks" / "optimize.md")
 
     data_dir = demo_dataset(CACHE_DIR)
     dev = read_split(data_dir, "dev", read_labels(data_dir))

@@ -11,7 +11,6 @@ batch, INT8 with conf/precision/int8.yaml options.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import tempfile
 import time
@@ -22,7 +21,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE_DIR, DEMO_MODEL, machine_lines, table
+from bench.common import CACHE_DIR, DEMO_MODEL, machine_lines, parse_arguments, table
 from pipeline.architectures import ERNIE_3_0, Architecture, random_weights_export
 from pipeline.cache import atomic_write_text
 from pipeline.config import PROJECT_ROOT, DeviceConfig, PrecisionConfig
@@ -109,13 +108,7 @@ def _timed(fn) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-seq-length", type=int, default=128)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--medium-samples", type=int, default=512)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "BENCHMARKS.md")
-    args = parser.parse_args()
+    args = parse_arguments(__doc__, PROJECT_ROOT / "docs" / "BENCHMARKS.md")
 
     data_dir = demo_dataset(CACHE_DIR)
     dev = read_split(data_dir, "dev", read_labels(data_dir))
