@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -55,7 +56,9 @@ def write_predictions(path: Path, texts: list[str], result: InferenceResult, lab
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
-def fp32_predictions(config: Config, onnx_path: Path, texts: list[str], infer) -> np.ndarray:
+def fp32_predictions(
+    config: Config, onnx_path: Path, texts: list[str], infer: Callable[..., InferenceResult]
+) -> np.ndarray:
     """The FP32 model's predicted labels for `texts`, cached: a precision sweep computes them once."""
     reference = optimize(
         onnx_path, PrecisionConfig(name="fp32"), config.optimize.fusion, Path(config.cache_dir)
