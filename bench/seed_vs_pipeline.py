@@ -21,7 +21,7 @@ import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.common import CACHE_DIR, DEMO_MODEL, machine_lines, parse_arguments, table
+from bench.common import CACHE_DIR, DEMO_MODEL, accuracy, machine_lines, parse_arguments, table
 from pipeline.architectures import ERNIE_3_0, Architecture, random_weights_export
 from pipeline.cache import atomic_write_text
 from pipeline.config import PROJECT_ROOT, DeviceConfig, PrecisionConfig
@@ -81,7 +81,7 @@ def pipeline_run(onnx_path: Path, int8: bool, texts: list[str], args) -> dict:
 
 
 def accuracy_text(logits: np.ndarray, gold: list[int] | None) -> str:
-    return f"{100 * np.mean(logits.argmax(-1) == np.asarray(gold)):.2f}" if gold else "n/a (random weights)"
+    return f"{100 * accuracy(logits, gold):.2f}" if gold else "n/a (random weights)"
 
 
 def flops_per_sample(arch: Architecture, length: int) -> float:

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.data import read_labels, read_split
+from pipeline.infer import pad_batch
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 _ASCII_PIECES = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
@@ -127,14 +128,6 @@ def clauses(texts: list[str], min_chars: int = 4) -> list[str]:
     return out
 
 
-def _pad(rows: list[list[int]]) -> np.ndarray:
-    width = max(len(r) for r in rows)
-    out = np.zeros((len(rows), width), dtype="int64")
-    for i, row in enumerate(rows):
-        out[i, : len(row)] = row
-    return out
-
-
 def export_static(model, path_prefix: Path) -> None:
     """`paddle.jit.to_static` + `paddle.jit.save`, as PaddleNLP's export_model.py does."""
     import paddle
@@ -226,7 +219,7 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
     for epoch in range(cfg.epochs):
         model.train()
         for batch in _batches(lengths, cfg.batch_size, rng):
-            input_ids = paddle.to_tensor(_pad([train_ids[i] for i in batch]))
+            input_ids = paddle.to_tensor(pad_batch([train_ids[i] for i in batch], tokenizer.pad_token_id))
             target = paddle.to_tensor(np.array([train_labels[i] for i in batch], dtype="int64"))
             logits = model(input_ids)
             loss = loss_fn(logits, target)
@@ -247,7 +240,7 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
     correct = 0
     with paddle.no_grad():
         for batch in _batches([len(x) for x in dev_ids], 256, rng):
-            logits = model(paddle.to_tensor(_pad([dev_ids[i] for i in batch])))
+            logits = model(paddle.to_tensor(pad_batch([dev_ids[i] for i in batch], tokenizer.pad_token_id)))
             predicted = logits.argmax(axis=-1).numpy()
             correct += sum(int(p == dev.label_ids[i]) for p, i in zip(predicted, batch, strict=True))
     model.save_pretrained(str(out_dir / "checkpoint"))

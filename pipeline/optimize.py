@@ -50,6 +50,11 @@ def _quiet_root_logger() -> Iterator[None]:
         root.setLevel(level)
 
 
+def count_softmax(model: onnx.ModelProto) -> int:
+    """Softmax nodes: one per attention block that fusion has not yet replaced."""
+    return sum(1 for n in model.graph.node if n.op_type == "Softmax")
+
+
 def fused_op_counts(model: onnx.ModelProto) -> dict[str, int]:
     counts = Counter(
         node.op_type
@@ -132,7 +137,7 @@ def quantize_int8(model: onnx.ModelProto, precision: PrecisionConfig, out_path: 
 
 def _build(source: Path, precision: PrecisionConfig, fusion: bool, out_dir: Path) -> None:
     model = onnx.load(str(source))
-    attention_layers = sum(1 for n in model.graph.node if n.op_type == "Softmax")
+    attention_layers = count_softmax(model)
     if fusion:
         model, attention_layers = fuse(model)
     target = out_dir / MODEL_FILE
@@ -157,7 +162,7 @@ def optimize(source: Path, precision: PrecisionConfig, fusion: bool, cache_dir: 
 
     if precision.name == "fp32" and not fusion:
         model = onnx.load(str(source), load_external_data=False)
-        attention_layers = sum(1 for n in model.graph.node if n.op_type == "Softmax")
+        attention_layers = count_softmax(model)
         return OptimizedModel(source, fused_op_counts(model), source.stat().st_size / 2**20, attention_layers)
     key = content_key(
         model=source,
