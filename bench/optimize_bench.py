@@ -9,7 +9,6 @@ Models: the demo ERNIE on the demo dev split, and the ERNIE 3.0 Medium architect
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -24,12 +23,12 @@ from bench.common import (
     parse_arguments,
     table,
 )
-from pipeline.architectures import ERNIE_3_0, random_weights_export
 from pipeline.cache import atomic_write_text
-from pipeline.config import PROJECT_ROOT, PrecisionConfig, QuantizationConfig
+from pipeline.config import PROJECT_ROOT, PrecisionConfig, QuantizationConfig, compose_config
 from pipeline.convert import convert
 from pipeline.data import read_labels, read_split
 from pipeline.demo_data import demo_dataset
+from pipeline.export import export_random
 from pipeline.optimize import optimize
 from pipeline.tokenizer import load_tokenizer
 
@@ -123,7 +122,9 @@ def main() -> None:
         args,
         True,
     )
-    medium = random_weights_export(replace(ERNIE_3_0["ernie-3.0-medium-zh"]), 2, CACHE_DIR)
+    medium_config = compose_config("model=ernie-3.0-medium-zh", "model.weights=random").model
+    pad_id = load_tokenizer(str(DEMO_MODEL / "tokenizer")).pad_id
+    medium = export_random(medium_config, 2, pad_id, CACHE_DIR)
     lines += bench_model(
         f"ERNIE 3.0 Medium architecture (random weights), first {args.medium_samples} dev reviews",
         medium,

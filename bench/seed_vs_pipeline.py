@@ -22,14 +22,14 @@ import onnxruntime as ort
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import CACHE_DIR, DEMO_MODEL, accuracy, machine_lines, parse_arguments, table
-from pipeline.architectures import ERNIE_3_0, Architecture, random_weights_export
 from pipeline.cache import atomic_write_text
-from pipeline.config import PROJECT_ROOT, DeviceConfig, PrecisionConfig
+from pipeline.config import PROJECT_ROOT, ArchitectureConfig, DeviceConfig, PrecisionConfig, compose_config
 from pipeline.convert import convert
 from pipeline.data import read_labels, read_split
 from pipeline.demo_data import demo_dataset
 from pipeline.engine import Engine
 from pipeline.evaluate import latency_metrics
+from pipeline.export import export_random
 from pipeline.infer import pad_batch, run_inference
 from pipeline.optimize import optimize
 from pipeline.tokenizer import load_tokenizer
@@ -84,7 +84,7 @@ def accuracy_text(logits: np.ndarray, gold: list[int] | None) -> str:
     return f"{100 * accuracy(logits, gold):.2f}" if gold else "n/a (random weights)"
 
 
-def flops_per_sample(arch: Architecture, length: int) -> float:
+def flops_per_sample(arch: ArchitectureConfig, length: int) -> float:
     """Multiply-adds x 2 of the encoder's matmuls and attention for one sample of `length` tokens."""
     dense = 4 * arch.hidden * arch.hidden + 2 * arch.hidden * arch.ffn
     attention = 2 * length * arch.hidden
@@ -112,12 +112,13 @@ def main() -> None:
 
     data_dir = demo_dataset(CACHE_DIR)
     dev = read_split(data_dir, "dev", read_labels(data_dir))
-    medium_arch = ERNIE_3_0["ernie-3.0-medium-zh"]
+    medium = compose_config("model=ernie-3.0-medium-zh", "model.weights=random").model
+    pad_id = load_tokenizer(str(DEMO_MODEL / "tokenizer")).pad_id
     models = [
         ("demo ERNIE", DEMO_MODEL / "export" / "float32", dev.texts, dev.label_ids),
         (
             "ERNIE 3.0 Medium (random weights)",
-            random_weights_export(medium_arch, 2, CACHE_DIR),
+            export_random(medium, 2, pad_id, CACHE_DIR),
             dev.texts[: args.medium_samples],
             None,
         ),
@@ -159,7 +160,7 @@ def main() -> None:
                     for s in range(0, n, args.batch_size)
                 ]
                 flops = sum(
-                    size * flops_per_sample(medium_arch, width)
+                    size * flops_per_sample(medium.architecture, width)
                     for size, width in zip(result.batch_sizes, widths, strict=True)
                 )
                 achieved = flops / result.model_seconds / 1e9

@@ -22,6 +22,11 @@ MAX_SEQ_LENGTH_LIMIT = 512
 OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
 
 
+def names_a_path(value: str) -> bool:
+    """Whether a model/tokenizer reference is a filesystem path rather than a PaddleNLP name."""
+    return Path(value).exists() or value.startswith(("/", ".", "~")) or "\\" in value
+
+
 def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
@@ -98,15 +103,78 @@ class OptimizeConfig:
     fusion: bool = True
 
 
+MODEL_CLASSES = ("ErnieForSequenceClassification", "ErnieMForSequenceClassification")
+# Graph inputs each model class can be exported with; input_ids always comes first.
+MODEL_INPUTS = {
+    "ErnieForSequenceClassification": ("input_ids", "token_type_ids", "task_type_ids", "attention_mask"),
+    "ErnieMForSequenceClassification": ("input_ids", "attention_mask"),
+}
+
+
+@dataclass
+class ArchitectureConfig:
+    """The shape of a model (PaddleNLP's config.json keys in short); defaults: ERNIE 3.0 Medium."""
+
+    model_class: str = "ErnieForSequenceClassification"
+    layers: int = 6
+    hidden: int = 768
+    heads: int = 12
+    ffn: int = 3072
+    vocab: int = 40000
+    max_positions: int = 2048
+    hidden_act: str = "gelu"
+    # ERNIE only (ERNIE-M has no token types).
+    type_vocab: int = 4
+    use_task_id: bool = True
+    task_type_vocab: int = 16
+
+    def __post_init__(self) -> None:
+        _choice(self.model_class, MODEL_CLASSES, "model.architecture.model_class")
+        _choice(self.hidden_act, ("gelu", "relu"), "model.architecture.hidden_act")
+        for key in ("layers", "hidden", "heads", "ffn", "vocab", "max_positions"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"model.architecture.{key}={getattr(self, key)} must be >= 1")
+        if self.hidden % self.heads:
+            raise ConfigError(
+                f"model.architecture.hidden={self.hidden} must be a multiple of heads={self.heads}"
+            )
+
+
 @dataclass
 class ModelConfig:
     name: str = "demo"
-    # Static-graph prefix as `paddle.jit.save` writes it: <prefix>.json or <prefix>.pdmodel,
-    # plus <prefix>.pdiparams.
-    path_prefix: str = MISSING
+    # Where the static graph comes from:
+    #   export:     model.path_prefix, a `paddle.jit.save` prefix (<prefix>.json or .pdmodel
+    #               + <prefix>.pdiparams), as the seed deploys;
+    #   checkpoint: model.checkpoint, a dynamic checkpoint folder (model_state.pdparams +
+    #               config.json) or a PaddleNLP name, exported by the `export` stage;
+    #   random:     model.architecture with random weights (speed work without downloads).
+    weights: str = "export"
+    path_prefix: str | None = None
+    checkpoint: str | None = None
     # Tokenizer: a local folder saved with `save_pretrained`, or a PaddleNLP model name.
     name_or_path: str = MISSING
-    max_position_embeddings: int = 512
+    # The inputs the export stage gives the graph (checkpoint and random weights).
+    inputs: list[str] = field(default_factory=lambda: ["input_ids", "token_type_ids"])
+    architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
+
+    def __post_init__(self) -> None:
+        _choice(self.weights, ("export", "checkpoint", "random"), "model.weights")
+        if self.weights == "export" and not self.path_prefix:
+            raise ConfigError(
+                f"model={self.name} needs model.path_prefix=/path/export/float32 (the prefix "
+                "paddle.jit.save wrote), or model.weights=checkpoint model.checkpoint=/path/checkpoint, "
+                "or model.weights=random"
+            )
+        if self.weights == "checkpoint" and not self.checkpoint:
+            raise ConfigError("model.weights=checkpoint needs model.checkpoint=/path/to/checkpoint")
+        allowed = MODEL_INPUTS[self.architecture.model_class]
+        if not self.inputs or self.inputs[0] != "input_ids":
+            raise ConfigError(f"model.inputs={self.inputs} must start with input_ids")
+        for name in self.inputs:
+            _choice(name, allowed, f"model.inputs[] of {self.architecture.model_class}")
+        if len(set(self.inputs)) != len(self.inputs):
+            raise ConfigError(f"model.inputs={self.inputs} repeats an input")
 
 
 @dataclass
@@ -160,7 +228,7 @@ class MlflowConfig:
 class Config:
     device: DeviceConfig = field(default_factory=DeviceConfig)
     precision: PrecisionConfig = field(default_factory=PrecisionConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
+    model: ModelConfig = MISSING  # from the `model` group: its checks need a real model
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     convert: ConvertConfig = field(default_factory=ConvertConfig)
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
@@ -174,11 +242,12 @@ class Config:
     def __post_init__(self) -> None:
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
-        limit = min(MAX_SEQ_LENGTH_LIMIT, self.model.max_position_embeddings)
+        positions = self.model.architecture.max_positions
+        limit = min(MAX_SEQ_LENGTH_LIMIT, positions)
         if not 2 <= self.max_seq_length <= limit:
             raise ConfigError(
                 f"max_seq_length={self.max_seq_length} must be within 2..{limit} "
-                f"(model {self.model.name} has {self.model.max_position_embeddings} positions)"
+                f"(model {self.model.name} has {positions} positions)"
             )
 
 
@@ -204,3 +273,11 @@ def validate(cfg: DictConfig) -> Config:
     if not isinstance(config, Config):
         raise ConfigError("the composed config does not follow the Config schema")
     return config
+
+
+def compose_config(*overrides: str) -> Config:
+    """The validated config `python run.py <overrides>` would run (for scripts and tests)."""
+    from hydra import compose, initialize_config_dir
+
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        return validate(compose(config_name="config", overrides=list(overrides)))

@@ -19,6 +19,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.data import read_labels, read_split
+from pipeline.export import EXPORT_PREFIX, export_static
 from pipeline.infer import pad_batch
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
@@ -46,6 +47,8 @@ class TrainConfig:
     distill_weight: float = 0.5
     # Add the clauses of multi-clause reviews, labelled by the n-gram teacher, as training samples.
     augment_clauses: bool = True
+    # Evaluate and export an exponential moving average of the weights (0 turns it off).
+    ema_decay: float = 0.0
     seed: int = 0
     threads: int = 1
 
@@ -128,21 +131,6 @@ def clauses(texts: list[str], min_chars: int = 4) -> list[str]:
     return out
 
 
-def export_static(model, path_prefix: Path) -> None:
-    """`paddle.jit.to_static` + `paddle.jit.save`, as PaddleNLP's export_model.py does."""
-    import paddle
-
-    model.eval()
-    static = paddle.jit.to_static(
-        model,
-        input_spec=[
-            paddle.static.InputSpec(shape=[None, None], dtype="int64", name="input_ids"),
-            paddle.static.InputSpec(shape=[None, None], dtype="int64", name="token_type_ids"),
-        ],
-    )
-    paddle.jit.save(static, str(path_prefix))
-
-
 def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict:
     """Trains, evaluates on dev and exports to `out_dir/export/float32`; returns the metrics."""
     import paddle
@@ -213,6 +201,9 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
         grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0),
     )
     loss_fn = paddle.nn.CrossEntropyLoss()
+    ema = None
+    if cfg.ema_decay:
+        ema = {name: param.detach().clone() for name, param in model.named_parameters()}
     started = time.perf_counter()
     lengths = [len(ids) for ids in train_ids]
     progress = tqdm(total=total_steps, desc="train demo ERNIE", unit="step")
@@ -231,10 +222,17 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
             optimizer.step()
             optimizer.clear_grad()
             schedule.step()
+            if ema is not None:
+                with paddle.no_grad():
+                    for name, param in model.named_parameters():
+                        ema[name].set_value(cfg.ema_decay * ema[name] + (1 - cfg.ema_decay) * param)
             progress.update(1)
             progress.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}")
     progress.close()
     train_seconds = time.perf_counter() - started
+    if ema is not None:
+        for name, param in model.named_parameters():
+            param.set_value(ema[name])
 
     model.eval()
     correct = 0
@@ -245,7 +243,7 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
             correct += sum(int(p == dev.label_ids[i]) for p, i in zip(predicted, batch, strict=True))
     model.save_pretrained(str(out_dir / "checkpoint"))
     tokenizer.save_pretrained(str(out_dir / "checkpoint"))
-    export_static(model, out_dir / "export" / "float32")
+    export_static(model, out_dir / EXPORT_PREFIX, ["input_ids", "token_type_ids"])
     metrics = {
         "dev_accuracy": correct / len(dev_ids),
         "train_samples": len(train_ids),

@@ -72,9 +72,13 @@ def run_job(cfg: DictConfig) -> float | None:
         log.error("job %s failed:\n%s", name, traceback.format_exc())
         return None
     _record(output_dir, "FINISHED")
+    quality = (
+        "accuracy n/a (random weights)"
+        if config.model.weights == "random"
+        else f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
+    )
     print(
-        f"{name}: accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
-        f"latency {metrics['latency_ms']:.3f} ms/sample  e2e {metrics['e2e_ms']:.3f} ms/sample  "
-        f"({metrics['n_samples']} samples)"
+        f"{name}: {quality}  latency {metrics['latency_ms']:.3f} ms/sample  "
+        f"e2e {metrics['e2e_ms']:.3f} ms/sample  ({metrics['n_samples']} samples)"
     )
     return float(metrics["accuracy"])

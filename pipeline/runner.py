@@ -12,17 +12,18 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cache import atomic_write_text, cached_artifact, content_key
-from pipeline.config import Config, PrecisionConfig
+from pipeline.config import PROJECT_ROOT, Config, ModelConfig, PrecisionConfig
 from pipeline.convert import convert
 from pipeline.data import read_labels, read_split, read_texts
 from pipeline.demo_data import demo_dataset
 from pipeline.engine import Engine
 from pipeline.errors import DatasetError, ModelError
 from pipeline.evaluate import evaluate
+from pipeline.export import static_graph
 from pipeline.infer import InferenceResult, run_inference, softmax
 from pipeline.optimize import optimize
 from pipeline.reports import confusion_matrix, per_class_markdown, plot_confusion_matrix
-from pipeline.tokenizer import load_tokenizer
+from pipeline.tokenizer import Tokenizer, load_tokenizer
 from pipeline.tracking import environment_tags, tracked_run
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ PREDICTIONS_FILE = "predictions.jsonl"
 CONFIG_FILE = "config.yaml"
 PER_CLASS_FILE = "per_class.md"
 CONFUSION_FILE = "confusion_matrix.png"
+DEMO_TOKENIZER = PROJECT_ROOT / "assets" / "demo-model" / "tokenizer"
 
 
 def dataset_dir(config: Config) -> Path:
@@ -41,6 +43,21 @@ def dataset_dir(config: Config) -> Path:
     if not folder.is_dir():
         raise DatasetError(folder, "dataset folder not found; expected label.txt, dev.txt/test.txt, data.txt")
     return folder
+
+
+def serving_tokenizer(model: ModelConfig, kind: str) -> tuple[Tokenizer, str]:
+    """The model's tokenizer and where it came from.
+
+    With random weights only the ids' range matters, so where the model's own tokenizer
+    cannot be had (a PaddleNLP name offline) the demo tokenizer serves: its ids fit every vocab.
+    """
+    try:
+        return load_tokenizer(model.name_or_path, kind), model.name_or_path
+    except ModelError as exc:
+        if model.weights != "random":
+            raise
+        log.warning("%s -- random weights: the demo tokenizer serves instead", exc)
+        return load_tokenizer(str(DEMO_TOKENIZER), kind), "demo (fallback)"
 
 
 def write_predictions(path: Path, texts: list[str], result: InferenceResult, labels: list[str]) -> None:
@@ -83,15 +100,24 @@ def run_experiment(
     """Runs every stage and returns the metrics also written to `output_dir/metrics.json`."""
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output_dir / CONFIG_FILE, composed_yaml)
-    tags = {"model": config.model.name, "dataset": config.dataset.name, **environment_tags()}
+    tags = {
+        "model": config.model.name,
+        "dataset": config.dataset.name,
+        "weights": config.model.weights,
+        # Random weights: latency is real, accuracy is chance.
+        "accuracy_meaningful": str(config.model.weights != "random").lower(),
+        **environment_tags(),
+    }
     with tracked_run(config.mlflow, run_name, asdict(config), tags, parent_run_id) as tracking:
         data_dir = dataset_dir(config)
         labels = read_labels(data_dir)
         eval_split = read_split(data_dir, config.dataset.eval_split, labels)
 
-        tokenizer = load_tokenizer(config.model.name_or_path, config.infer.tokenizer)
+        tokenizer, tokenizer_source = serving_tokenizer(config.model, config.infer.tokenizer)
+        if tracking is not None:
+            tracking.set_tags({"tokenizer": tokenizer_source})
         onnx_path = convert(
-            config.model.path_prefix,
+            static_graph(config.model, len(labels), tokenizer.pad_id, Path(config.cache_dir)),
             config.convert.opset,
             config.convert.onnx_checker,
             Path(config.cache_dir),

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.config import names_a_path
 from pipeline.errors import ModelError
 
 # Tokenizer classes whose rules the fast path reproduces: BERT-style basic tokenization
@@ -58,16 +59,38 @@ class PaddleNLPTokenizer:
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         except Exception as exc:  # PaddleNLP raises many types for a missing/unreachable model
-            detail = str(exc).strip().splitlines()[0] if str(exc).strip() else "no detail"
-            raise ModelError(
-                f"cannot load tokenizer {name_or_path!r} ({type(exc).__name__}: {detail}); "
-                "set model.name_or_path to a local folder holding vocab.txt and tokenizer_config.json"
-            ) from None
+            raise ModelError(_load_failure(name_or_path, exc)) from None
         self.pad_id = int(self._tokenizer.pad_token_id)
 
     def encode(self, texts: list[str], max_seq_length: int) -> Encoded:
         rows = self._tokenizer(texts, add_special_tokens=True, return_token_type_ids=False)["input_ids"]
         return truncate(rows, max_seq_length, self.pad_id)
+
+
+def _load_failure(name_or_path: str, exc: Exception) -> str:
+    local = Path(name_or_path)
+    try:
+        tokenizer_class = str(_tokenizer_settings(local).get("tokenizer_class", "")) if local.is_dir() else ""
+    except ModelError:
+        tokenizer_class = ""
+    sentencepiece = "ernie-m" in name_or_path.lower() or tokenizer_class.startswith("ErnieM")
+    files = (
+        "sentencepiece.bpe.model, vocab.txt and tokenizer_config.json "
+        "(ERNIE-M's tokenizer is SentencePiece-based)"
+        if sentencepiece
+        else "vocab.txt and tokenizer_config.json"
+    )
+    detail = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "no detail"
+    if local.is_dir():
+        reason = f"{type(exc).__name__}: {detail}"
+        return f"cannot load the tokenizer in {name_or_path} ({reason}): it needs {files}"
+    if names_a_path(name_or_path):
+        return f"{name_or_path}: tokenizer folder not found; set model.name_or_path to a folder with {files}"
+    return (
+        f"tokenizer {name_or_path!r} is not a local folder and PaddleNLP could not download it "
+        f"(offline?). Where the network allows, run `AutoTokenizer.from_pretrained({name_or_path!r})"
+        f".save_pretrained(DIR)` and set model.name_or_path=DIR (a folder with {files})"
+    )
 
 
 _CJK_RANGES = (

@@ -10,7 +10,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipeline.config import Config, DatasetConfig, MlflowConfig, ModelConfig
+from pipeline.config import Config, DatasetConfig, DeviceConfig, MlflowConfig, ModelConfig
 from pipeline.convert import convert, find_model_files
 from pipeline.data import read_labels, read_split
 from pipeline.engine import Engine
@@ -92,7 +92,7 @@ def test_sorted_batches_give_the_same_logits_in_input_order(
     split = read_split(demo_data_dir, "dev", read_labels(demo_data_dir))
     texts = split.texts[:200]
     encoded = load_tokenizer(str(tiny_model / "tokenizer")).encode(texts, 128)
-    engine = Engine(convert(tiny_model / "export" / "float32", 13, True, tmp_path), Config().device)
+    engine = Engine(convert(tiny_model / "export" / "float32", 13, True, tmp_path), DeviceConfig())
     plain = run_inference(engine, encoded, batch_size=1, sort_by_length=False)
     sorted_padded = run_inference(engine, encoded, batch_size=16, sort_by_length=True)
     fixed = run_inference(engine, encoded, batch_size=16, sort_by_length=False, fixed_length=128)
@@ -124,7 +124,7 @@ def test_missing_model_files_are_named(tmp_path: Path) -> None:
 
 
 def test_missing_tokenizer_folder_gives_a_hint(tmp_path: Path) -> None:
-    with pytest.raises(ModelError, match=r"set model\.name_or_path to a local folder"):
+    with pytest.raises(ModelError, match=r"no-such-tokenizer: tokenizer folder not found; set model\."):
         load_tokenizer(str(tmp_path / "no-such-tokenizer"))
 
 
