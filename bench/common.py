@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.cache import atomic_write_text
 from pipeline.config import PROJECT_ROOT, DeviceConfig
 from pipeline.engine import Engine
 from pipeline.infer import InferenceResult, run_inference
@@ -61,3 +62,16 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
 
 def accuracy(logits: np.ndarray, gold: list[int]) -> float:
     return float(np.mean(logits.argmax(-1) == np.asarray(gold)))
+
+
+def replace_section(path: Path, name: str, lines: list[str]) -> None:
+    """Rewrites one script's section of a markdown file shared by several scripts."""
+    begin, end = f"<!-- begin {name} (generated) -->", f"<!-- end {name} -->"
+    text = path.read_text(encoding="utf-8") if path.is_file() else "# Benchmarks\n"
+    block = "\n".join([begin, *lines, end])
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    atomic_write_text(path, text)
