@@ -202,7 +202,8 @@ class ConvertConfig:
 
 @dataclass
 class InferConfig:
-    # auto: the fast Rust WordPiece path where the tokenizer folder allows it, else PaddleNLP's.
+    # auto: the fast Rust WordPiece path where the tokenizer folder allows it, else PaddleNLP's
+    # fast_tokenizer where installed, else PaddleNLP's reference tokenizer.
     tokenizer: str = "auto"
     sort_by_length: bool = True
     # longest: pad each batch to its longest sample; max_length: always max_seq_length.
@@ -211,7 +212,7 @@ class InferConfig:
     predict_data: bool = True
 
     def __post_init__(self) -> None:
-        _choice(self.tokenizer, ("auto", "paddlenlp", "fast"), "infer.tokenizer")
+        _choice(self.tokenizer, ("auto", "fast", "fast_tokenizer", "paddlenlp"), "infer.tokenizer")
         _choice(self.padding, ("longest", "max_length"), "infer.padding")
         if self.warmup_batches < 0:
             raise ConfigError(f"infer.warmup_batches={self.warmup_batches} must be >= 0")
