@@ -76,6 +76,7 @@ def convert(path_prefix: str | Path, opset: int, checker: bool, cache_dir: Path)
         opset=opset,
         checker=checker,
         paddle2onnx=paddle2onnx.__version__,
+        code=Path(__file__),
     )
     folder, _ = cached_artifact(cache_dir, "onnx", key, lambda out: _export(files, opset, checker, out))
     return folder / MODEL_FILE

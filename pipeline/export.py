@@ -8,6 +8,7 @@ It does what the seed's upstream `export_model.py` does (`paddle.jit.to_static` 
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 from pipeline.cache import cached_artifact, content_key
@@ -101,12 +102,13 @@ def export_random(model: ModelConfig, num_labels: int, pad_id: int, cache_dir: P
     import paddle
 
     key = content_key(
-        architecture=vars(model.architecture),
+        architecture=asdict(model.architecture),
         inputs=model.inputs,
         num_labels=num_labels,
         pad_id=pad_id,
         seed=seed,
         paddle=paddle.__version__,
+        code=Path(__file__),
     )
 
     def build(out: Path) -> None:
@@ -167,6 +169,7 @@ def export_checkpoint(model: ModelConfig, num_labels: int, cache_dir: Path) -> P
         model_class=model.architecture.model_class,
         inputs=model.inputs,
         paddle=paddle.__version__,
+        code=Path(__file__),
     )
 
     def build(out: Path) -> None:

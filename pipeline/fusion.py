@@ -5,7 +5,8 @@ in these graphs but no attention: paddle2onnx builds the mask inside the graph
 (`Equal(input_ids, pad) -> Cast -> Mul(-1e4) -> Unsqueeze`) and scales Q before the QK
 product, neither of which its BERT patterns expect. This pass matches the attention of
 each layer as paddle2onnx emits it and replaces it with one `com.microsoft.Attention`
-node, fed a raw [batch, seq] int32 mask built once from the same `Equal` node.
+node, fed a raw [batch, seq] int32 mask built once from the same `Equal` node (or from the
+graph's `attention_mask` input, for models exported with one).
 
 Matched per layer (Identity nodes removed first):
 
@@ -136,32 +137,80 @@ def _scaled_query(g: _Graph, node: onnx.NodeProto) -> tuple[onnx.NodeProto, floa
     return None
 
 
-def _pad_equal(g: _Graph, mask_name: str) -> onnx.NodeProto | None:
-    """Walks the additive mask back to `Equal(input_ids, pad)`, through unary/const-arith ops."""
+_AFFINE_OPS = ("Unsqueeze", "Cast", "Mul", "Add", "Sub", "Reshape")
+# The additive mask must leave kept positions alone and push masked ones at least this low.
+_MASKED_AT_MOST = -1000.0
+
+
+@dataclass(frozen=True)
+class _MaskSource:
+    tensor: str  # Equal(input_ids, pad)'s output, or the `attention_mask` graph input
+    is_padding: bool  # True: 1 marks padding (the Equal); False: 1 marks tokens to attend
+
+
+def _mask_source(g: _Graph, mask_name: str) -> _MaskSource | None:
+    """Walks the additive mask back through element-wise affine ops to what it is built from:
+    `Equal(input_ids, pad)` (the graph builds it, as the seed's exports do) or an
+    `attention_mask` input. The chain is evaluated at 0 and 1 to check the polarity, so a
+    mask with other semantics is left unfused rather than fused wrongly."""
+    graph_inputs = {i.name for i in g.graph.input}
+    chain: list[onnx.NodeProto] = []
     name = mask_name
-    for _ in range(8):
+    for _ in range(12):
+        if name == "attention_mask" and name in graph_inputs:
+            source = _MaskSource(name, is_padding=False)
+            break
         node = g.producer.get(name)
         if node is None:
             return None
         if node.op_type == "Equal":
-            graph_inputs = {i.name for i in g.graph.input}
-            return node if any(i in graph_inputs for i in node.input) else None
-        if node.op_type not in ("Unsqueeze", "Cast", "Mul", "Add", "Sub", "Reshape"):
+            if not any(i in graph_inputs for i in node.input):
+                return None
+            source = _MaskSource(node.output[0], is_padding=True)
+            break
+        if node.op_type not in _AFFINE_OPS:
             return None
         data_inputs = [i for i in node.input if g.const(i) is None]
         if len(data_inputs) != 1:
             return None
+        chain.append(node)
         name = data_inputs[0]
-    return None
+    else:
+        return None
+
+    def additive(flag: float) -> float | None:
+        value = flag
+        for node in reversed(chain):
+            if node.op_type not in ("Mul", "Add", "Sub"):
+                continue
+            data_first = g.const(node.input[0]) is None
+            constant = g.const(node.input[1] if data_first else node.input[0])
+            if constant is None or constant.size != 1:
+                return None
+            c = float(constant.reshape(-1)[0])
+            if node.op_type == "Mul":
+                value *= c
+            elif node.op_type == "Add":
+                value += c
+            else:
+                value = value - c if data_first else c - value
+        return value
+
+    masked, kept = (additive(1.0), additive(0.0)) if source.is_padding else (additive(0.0), additive(1.0))
+    if masked is None or kept is None or abs(kept) > 1e-6 or masked > _MASKED_AT_MOST:
+        return None
+    return source
 
 
-def _mask_index(g: _Graph, equal: onnx.NodeProto, new_nodes: list[onnx.NodeProto]) -> str:
+def _mask_index(source: _MaskSource, new_nodes: list[onnx.NodeProto]) -> str:
     """1 for real tokens, 0 for padding: the raw 2-D mask the Attention kernel takes."""
-    if MASK_NAME not in g.producer and not any(MASK_NAME in n.output for n in new_nodes):
-        not_pad = f"{MASK_NAME}_bool"
-        new_nodes.append(helper.make_node("Not", [equal.output[0]], [not_pad], name=f"{MASK_NAME}_not"))
+    if not any(MASK_NAME in n.output for n in new_nodes):
+        keep = source.tensor
+        if source.is_padding:
+            keep = f"{MASK_NAME}_bool"
+            new_nodes.append(helper.make_node("Not", [source.tensor], [keep], name=f"{MASK_NAME}_not"))
         new_nodes.append(
-            helper.make_node("Cast", [not_pad], [MASK_NAME], name=f"{MASK_NAME}_cast", to=TensorProto.INT32)
+            helper.make_node("Cast", [keep], [MASK_NAME], name=f"{MASK_NAME}_cast", to=TensorProto.INT32)
         )
     return MASK_NAME
 
@@ -215,11 +264,11 @@ def fuse_attention(model: onnx.ModelProto) -> AttentionFusionReport:
         if qk is None:
             continue
         mask_input = add_mask.input[1] if add_mask.input[0] == qk.output[0] else add_mask.input[0]
-        equal = _pad_equal(g, mask_input)
+        mask_source = _mask_source(g, mask_input)
         q_scaled = g.producer.get(qk.input[0])
         k_t = g.parent(qk, 1, "Transpose")
         pv = g.only_consumer(softmax.output[0], "MatMul")
-        if equal is None or q_scaled is None or k_t is None or pv is None or _perm(k_t) != [0, 1, 3, 2]:
+        if mask_source is None or q_scaled is None or k_t is None or pv is None or _perm(k_t) != [0, 1, 3, 2]:
             continue
         scaled = _scaled_query(g, q_scaled)
         k_transposed = g.producer.get(k_t.input[0])
@@ -244,7 +293,7 @@ def fuse_attention(model: onnx.ModelProto) -> AttentionFusionReport:
             numpy_helper.from_array(weights, f"{prefix}_qkv_weight"),
             numpy_helper.from_array(biases, f"{prefix}_qkv_bias"),
         ]
-        mask = _mask_index(g, equal, new_nodes)
+        mask = _mask_index(mask_source, new_nodes)
         new_nodes.append(
             helper.make_node(
                 "Attention",

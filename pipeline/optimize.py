@@ -171,6 +171,8 @@ def optimize(source: Path, precision: PrecisionConfig, fusion: bool, cache_dir: 
         onnxruntime=onnxruntime.__version__,
         onnxconverter_common=onnxconverter_common.__version__,
         onnx=onnx.__version__,
+        # This stage's own code: a changed pass rebuilds instead of serving a stale model.
+        code=[Path(__file__), Path(fuse_attention.__code__.co_filename)],
     )
     folder, _ = cached_artifact(
         cache_dir, f"optimized/{precision.name}", key, lambda out: _build(source, precision, fusion, out)

@@ -11,13 +11,14 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipeline.config import PROJECT_ROOT, DeviceConfig, compose_config
+from pipeline.config import PROJECT_ROOT, DeviceConfig, PrecisionConfig, compose_config
 from pipeline.convert import convert
 from pipeline.data import read_labels, read_split
 from pipeline.engine import Engine, graph_input_names
 from pipeline.errors import ConfigError, ModelError
 from pipeline.export import build_random, export_checkpoint, export_random, load_checkpoint
 from pipeline.infer import pad_batch, run_inference
+from pipeline.optimize import optimize
 from pipeline.runner import run_experiment
 from pipeline.tokenizer import load_tokenizer
 
@@ -152,10 +153,9 @@ def test_exported_checkpoint_predicts_as_the_dynamic_model(
 def test_task_type_and_attention_mask_inputs_are_fed(cache_dir: Path) -> None:
     inputs = "model.inputs=[input_ids,token_type_ids,task_type_ids,attention_mask]"
     model = compose_config("model=ernie-3.0-nano-zh", "model.weights=random", inputs, *SMALL_ERNIE_M).model
-    engine = Engine(
-        convert(export_random(model, num_labels=3, pad_id=0, cache_dir=cache_dir), 13, True, cache_dir),
-        DeviceConfig(),
-    )
+    prefix = export_random(model, num_labels=3, pad_id=0, cache_dir=cache_dir)
+    onnx_path = convert(prefix, 13, True, cache_dir)
+    engine = Engine(onnx_path, DeviceConfig())
     assert engine.input_names == ["input_ids", "token_type_ids", "task_type_ids", "attention_mask"]
     ids = pad_batch([[1, 50, 60, 70, 2], [1, 80, 2]], 0)
     onnx = engine.run(engine.feed(ids, pad_id=0))
@@ -167,6 +167,14 @@ def test_task_type_and_attention_mask_inputs_are_fed(cache_dir: Path) -> None:
     unmasked = engine.run({**engine.feed(ids, pad_id=0), "attention_mask": np.ones_like(ids)})
     np.testing.assert_allclose(unmasked[0], onnx[0], atol=1e-5)
     assert not np.allclose(unmasked[1], onnx[1], atol=1e-4)
+    # Fusion builds the Attention kernels' mask from that input and keeps both behaviours.
+    fused = optimize(onnx_path, PrecisionConfig(), fusion=True, cache_dir=cache_dir)
+    assert fused.fused_ops["Attention"] == model.architecture.layers
+    fused_engine = Engine(fused.path, DeviceConfig())
+    np.testing.assert_allclose(fused_engine.run(fused_engine.feed(ids, pad_id=0)), onnx, atol=1e-4)
+    all_ones = {**fused_engine.feed(ids, pad_id=0), "attention_mask": np.ones_like(ids)}
+    fused_unmasked = fused_engine.run(all_ones)
+    np.testing.assert_allclose(fused_unmasked, unmasked, atol=1e-4)
 
 
 @pytest.fixture(scope="module")
