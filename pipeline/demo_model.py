@@ -49,8 +49,6 @@ class TrainConfig:
     augment_clauses: bool = True
     # Random contiguous spans per training text, labelled by the n-gram teacher like the clauses.
     augment_crops: int = 0
-    # Evaluate and export an exponential moving average of the weights (0 turns it off).
-    ema_decay: float = 0.0
     seed: int = 0
     threads: int = 1
 
@@ -216,9 +214,6 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
         grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0),
     )
     loss_fn = paddle.nn.CrossEntropyLoss()
-    ema = None
-    if cfg.ema_decay:
-        ema = {name: param.detach().clone() for name, param in model.named_parameters()}
     started = time.perf_counter()
     lengths = [len(ids) for ids in train_ids]
     progress = tqdm(total=total_steps, desc="train demo ERNIE", unit="step")
@@ -237,17 +232,10 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
             optimizer.step()
             optimizer.clear_grad()
             schedule.step()
-            if ema is not None:
-                with paddle.no_grad():
-                    for name, param in model.named_parameters():
-                        ema[name].set_value(cfg.ema_decay * ema[name] + (1 - cfg.ema_decay) * param)
             progress.update(1)
             progress.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}")
     progress.close()
     train_seconds = time.perf_counter() - started
-    if ema is not None:
-        for name, param in model.named_parameters():
-            param.set_value(ema[name])
 
     model.eval()
     correct = 0
