@@ -47,8 +47,6 @@ class TrainConfig:
     distill_weight: float = 0.5
     # Add the clauses of multi-clause reviews, labelled by the n-gram teacher, as training samples.
     augment_clauses: bool = True
-    # Random contiguous spans per training text, labelled by the n-gram teacher like the clauses.
-    augment_crops: int = 0
     seed: int = 0
     threads: int = 1
 
@@ -131,19 +129,6 @@ def clauses(texts: list[str], min_chars: int = 4) -> list[str]:
     return out
 
 
-def crops(texts: list[str], per_text: int, rng: random.Random, min_chars: int = 6) -> list[str]:
-    """Random spans of a third to two thirds of each long-enough text."""
-    out: list[str] = []
-    for text in texts:
-        if len(text) < 2 * min_chars:
-            continue
-        for _ in range(per_text):
-            length = rng.randint(max(min_chars, len(text) // 3), max(min_chars, 2 * len(text) // 3))
-            start = rng.randint(0, len(text) - length)
-            out.append(text[start : start + length])
-    return out
-
-
 def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict:
     """Trains, evaluates on dev and exports to `out_dir/export/float32`; returns the metrics."""
     import paddle
@@ -171,9 +156,9 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
 
     train_ids = encode(train_texts)
     soft = teacher_targets(train_texts, train_labels, len(labels)) if cfg.distill_weight > 0 else None
-    extra = (clauses(train_texts) if cfg.augment_clauses else []) + crops(train_texts, cfg.augment_crops, rng)
-    if extra:
-        # Parts of reviews labelled by the n-gram teacher: several times more samples to learn from.
+    if cfg.augment_clauses:
+        # Clauses labelled by the n-gram teacher: several times more (short) samples to learn from.
+        extra = clauses(train_texts)
         extra_soft = _ngram_teacher(train_texts, train_labels).predict_proba(extra).astype("float32")
         train_ids += encode(extra)
         train_labels = list(train_labels) + extra_soft.argmax(axis=1).tolist()
