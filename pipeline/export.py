@@ -120,11 +120,8 @@ def export_random(model: ModelConfig, num_labels: int, pad_id: int, cache_dir: P
     return folder / EXPORT_PREFIX
 
 
-def load_checkpoint(checkpoint: str, architecture: ArchitectureConfig, num_labels: int):
-    """A fine-tuned checkpoint folder as PaddleNLP's trainer saves it, or a PaddleNLP name."""
-    from paddlenlp.utils.log import logger as paddlenlp_logger
-
-    paddlenlp_logger.set_level("WARNING")
+def checkpoint_files(checkpoint: str) -> dict[str, Path] | None:
+    """The files of a local checkpoint folder, or None for a PaddleNLP name."""
     local = Path(checkpoint)
     if local.is_dir():
         missing = [name for name in CHECKPOINT_FILES if not (local / name).is_file()]
@@ -133,13 +130,20 @@ def load_checkpoint(checkpoint: str, architecture: ArchitectureConfig, num_label
                 f"{local}: not a checkpoint folder, {' and '.join(missing)} missing "
                 "(expected model_state.pdparams + config.json, as save_pretrained writes them)"
             )
-        # The classifier head's size comes from the checkpoint's own config.json.
-        kwargs: dict = {}
-    elif names_a_path(checkpoint):
+        return {name: local / name for name in CHECKPOINT_FILES}
+    if names_a_path(checkpoint):
         raise ModelError(f"{local}: checkpoint folder not found (model_state.pdparams + config.json)")
-    else:
-        # A PaddleNLP name: pretrained weights and a fresh head for this dataset's labels.
-        kwargs = {"num_labels": num_labels}
+    return None
+
+
+def load_checkpoint(checkpoint: str, architecture: ArchitectureConfig, num_labels: int):
+    """A fine-tuned checkpoint folder as PaddleNLP's trainer saves it, or a PaddleNLP name."""
+    from paddlenlp.utils.log import logger as paddlenlp_logger
+
+    paddlenlp_logger.set_level("WARNING")
+    # A local checkpoint's head size comes from its own config.json; a PaddleNLP name gets
+    # pretrained weights and a fresh head for this dataset's labels.
+    kwargs = {} if checkpoint_files(checkpoint) is not None else {"num_labels": num_labels}
     try:
         model = _model_class(architecture).from_pretrained(checkpoint, **kwargs)
     except Exception as exc:  # PaddleNLP raises many types for unreachable or broken models
@@ -158,12 +162,8 @@ def export_checkpoint(model: ModelConfig, num_labels: int, cache_dir: Path) -> P
     import paddle
 
     assert model.checkpoint is not None
-    local = Path(model.checkpoint)
-    source: object = (
-        {name: local / name for name in CHECKPOINT_FILES}
-        if local.is_dir() and all((local / n).is_file() for n in CHECKPOINT_FILES)
-        else {"name": model.checkpoint, "num_labels": num_labels}
-    )
+    files = checkpoint_files(model.checkpoint)
+    source = files if files is not None else {"name": model.checkpoint, "num_labels": num_labels}
     key = content_key(
         checkpoint=source,
         model_class=model.architecture.model_class,
