@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +12,7 @@ import pytest
 from pipeline.config import PROJECT_ROOT, DeviceConfig
 from pipeline.convert import convert
 from pipeline.data import read_labels, read_split
-from pipeline.demo_model import main
+from pipeline.demo_model import TrainConfig, main
 from pipeline.engine import Engine
 from pipeline.infer import run_inference
 from pipeline.tokenizer import load_tokenizer
@@ -51,3 +52,9 @@ def test_committed_demo_model_scores_as_recorded_through_onnx(cache_dir: Path, d
     accuracy = float(np.mean(logits.argmax(-1) == np.asarray(split.label_ids)))
     assert accuracy == pytest.approx(recorded, abs=0.002)
     assert accuracy >= 0.825
+
+
+def test_committed_demo_model_was_trained_with_the_default_recipe() -> None:
+    """`make demo-model` rebuilds the committed model: its recorded settings are TrainConfig's defaults."""
+    recorded = json.loads((PROJECT_ROOT / "assets" / "demo-model" / "train_metrics.json").read_text())
+    assert recorded["config"] == asdict(TrainConfig())
