@@ -21,6 +21,7 @@ TINY = TrainConfig(
     learning_rate=5e-3,
     distill_weight=0.0,
     augment_clauses=False,
+    mlm_epochs=0,
 )
 
 

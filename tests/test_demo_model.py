@@ -12,7 +12,7 @@ import pytest
 from pipeline.config import PROJECT_ROOT, DeviceConfig
 from pipeline.convert import convert
 from pipeline.data import read_labels, read_split
-from pipeline.demo_model import TrainConfig, main
+from pipeline.demo_model import TrainConfig, build_vocab, main, pretrain_mlm
 from pipeline.engine import Engine
 from pipeline.infer import run_inference
 from pipeline.tokenizer import load_tokenizer
@@ -41,6 +41,31 @@ def test_training_command_writes_a_complete_model(
     assert [p.name for p in tmp_path.iterdir()] == ["demo-model"], "no temporary folder is left"
 
 
+def test_masked_lm_pretraining_learns_to_fill_in_characters(demo_data_dir: Path) -> None:
+    import random
+
+    from paddlenlp.transformers import ErnieConfig, ErnieModel
+
+    texts = read_split(demo_data_dir, "train", read_labels(demo_data_dir)).texts[:1500]
+    vocab = {token: i for i, token in enumerate(build_vocab(texts, 2000, 2))}
+    unk = vocab["[UNK]"]
+    ids = [[vocab["[CLS]"], *(vocab.get(c, unk) for c in text[:62]), vocab["[SEP]"]] for text in texts]
+    cfg = TrainConfig(hidden_size=32, num_heads=2, intermediate_size=64, mlm_epochs=3, learning_rate=5e-3)
+    config = ErnieConfig(
+        vocab_size=len(vocab),
+        hidden_size=cfg.hidden_size,
+        num_hidden_layers=1,
+        num_attention_heads=cfg.num_heads,
+        intermediate_size=cfg.intermediate_size,
+        pad_token_id=vocab["[PAD]"],
+    )
+    encoder, epoch_losses = pretrain_mlm(config, ids, cfg, random.Random(0))
+
+    assert len(epoch_losses) == 3
+    assert epoch_losses[-1] < epoch_losses[0] - 0.3, epoch_losses
+    assert ErnieModel(config).set_state_dict(encoder) == ([], []), "the weights fit the classifier's encoder"
+
+
 def test_committed_demo_model_scores_as_recorded_through_onnx(cache_dir: Path, demo_data_dir: Path) -> None:
     """The committed export, converted and run by ONNX Runtime, scores what training recorded."""
     demo = PROJECT_ROOT / "assets" / "demo-model"
@@ -51,7 +76,7 @@ def test_committed_demo_model_scores_as_recorded_through_onnx(cache_dir: Path, d
     logits = run_inference(engine, encoded, batch_size=64).logits
     accuracy = float(np.mean(logits.argmax(-1) == np.asarray(split.label_ids)))
     assert accuracy == pytest.approx(recorded, abs=0.002)
-    assert accuracy >= 0.825
+    assert accuracy >= 0.83, "the issue's bar for the demo model"
 
 
 def test_committed_demo_model_was_trained_with_the_default_recipe() -> None:
