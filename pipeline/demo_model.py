@@ -132,6 +132,33 @@ def clauses(texts: list[str], min_chars: int = 4) -> list[str]:
     return out
 
 
+def _warmup_adamw(model, cfg: TrainConfig, steps: int, decay_all: bool):
+    """Linear warm-up then linear decay to 0 over `steps`, AdamW with global-norm clipping.
+
+    `decay_all=False` exempts biases and norms from weight decay (fine-tuning); masked-LM
+    pretraining decays every weight.
+    """
+    import paddle
+
+    schedule = paddle.optimizer.lr.LinearWarmup(
+        learning_rate=paddle.optimizer.lr.PolynomialDecay(cfg.learning_rate, decay_steps=steps, end_lr=0.0),
+        warmup_steps=max(1, int(cfg.warmup_ratio * steps)),
+        start_lr=0.0,
+        end_lr=cfg.learning_rate,
+    )
+    no_decay = set()
+    if not decay_all:
+        no_decay = {p.name for n, p in model.named_parameters() if "bias" in n or "norm" in n}
+    optimizer = paddle.optimizer.AdamW(
+        learning_rate=schedule,
+        parameters=model.parameters(),
+        weight_decay=cfg.weight_decay,
+        apply_decay_param_fun=lambda name: name not in no_decay,
+        grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0),
+    )
+    return schedule, optimizer
+
+
 def pretrain_mlm(
     config, train_ids: list[list[int]], cfg: TrainConfig, rng: random.Random
 ) -> tuple[dict, list[float]]:
@@ -149,18 +176,7 @@ def pretrain_mlm(
     special = list(range(len(SPECIAL_TOKENS)))
     model = ErnieForMaskedLM(config)
     steps = math.ceil(len(train_ids) / cfg.batch_size) * cfg.mlm_epochs
-    schedule = paddle.optimizer.lr.LinearWarmup(
-        learning_rate=paddle.optimizer.lr.PolynomialDecay(cfg.learning_rate, decay_steps=steps, end_lr=0.0),
-        warmup_steps=max(1, int(cfg.warmup_ratio * steps)),
-        start_lr=0.0,
-        end_lr=cfg.learning_rate,
-    )
-    optimizer = paddle.optimizer.AdamW(
-        learning_rate=schedule,
-        parameters=model.parameters(),
-        weight_decay=cfg.weight_decay,
-        grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0),
-    )
+    schedule, optimizer = _warmup_adamw(model, cfg, steps, decay_all=True)
     np_rng = np.random.default_rng(cfg.seed)
     mask_id = SPECIAL_TOKENS.index("[MASK]")
     lengths = [len(ids) for ids in train_ids]
@@ -251,22 +267,7 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
 
     steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
     total_steps = steps_per_epoch * cfg.epochs
-    schedule = paddle.optimizer.lr.LinearWarmup(
-        learning_rate=paddle.optimizer.lr.PolynomialDecay(
-            cfg.learning_rate, decay_steps=total_steps, end_lr=0.0
-        ),
-        warmup_steps=max(1, int(cfg.warmup_ratio * total_steps)),
-        start_lr=0.0,
-        end_lr=cfg.learning_rate,
-    )
-    no_decay = {p.name for n, p in model.named_parameters() if "bias" in n or "norm" in n}
-    optimizer = paddle.optimizer.AdamW(
-        learning_rate=schedule,
-        parameters=model.parameters(),
-        weight_decay=cfg.weight_decay,
-        apply_decay_param_fun=lambda name: name not in no_decay,
-        grad_clip=paddle.nn.ClipGradByGlobalNorm(1.0),
-    )
+    schedule, optimizer = _warmup_adamw(model, cfg, total_steps, decay_all=False)
     loss_fn = paddle.nn.CrossEntropyLoss()
     started = time.perf_counter()
     lengths = [len(ids) for ids in train_ids]
