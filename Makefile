@@ -1,13 +1,13 @@
 # Two commands for a fresh clone: `make run` and `make test`. Both set up .venv first (once).
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= cpu,test
+EXTRAS ?= cpu,demo,test
 PY := $(VENV)/bin/python
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 ARGS ?=
 
-.PHONY: setup run test lint demo-model bench mlflow-ui clean
+.PHONY: setup run test test-fast lint format demo-model mlflow-ui clean
 
 setup: $(STAMP)
 
@@ -20,17 +20,25 @@ $(STAMP): pyproject.toml
 run: setup
 	$(PY) run.py $(ARGS)
 
-test: setup
-	$(PY) -m ruff check .
+# The full suite (what CI runs): lint, format check, every test including sweeps and servers.
+test: lint
 	$(PY) -m pytest $(ARGS)
+
+# Daily work: everything but the tests marked slow.
+test-fast: lint
+	$(PY) -m pytest -m "not slow" $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 
+format: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
 # Retrains the committed demo model (assets/demo-model) from the demo dataset.
 demo-model: setup
-	$(PY) -m pipeline.demo_model --out assets/demo-model
+	$(PY) -m pipeline.demo.model --out assets/demo-model
 
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db

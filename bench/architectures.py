@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import CACHE_DIR, machine_lines, replace_section, table
 from pipeline.config import PROJECT_ROOT
-from pipeline.demo_data import demo_dataset
+from pipeline.demo.data import demo_dataset
 
 DEFAULT_MODELS = ",".join(f"ernie-3.0-{size}-zh" for size in ("nano", "micro", "mini", "medium", "base"))
 

@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cache import atomic_write_text
-from pipeline.config import PROJECT_ROOT, DeviceConfig
-from pipeline.engine import Engine
-from pipeline.infer import InferenceResult, run_inference
+from pipeline.config import PROJECT_ROOT
+from pipeline.devices import CpuDevice
+from pipeline.engines.onnxruntime import OnnxRuntimeSession
+from pipeline.stages.infer import InferenceResult, run_inference
 from pipeline.tokenizer import Encoded
-from pipeline.tracking import environment_tags
+from pipeline.tracking.mlflow_runs import environment_tags
 
 CACHE_DIR = PROJECT_ROOT / ".cache"
 DEMO_MODEL = PROJECT_ROOT / "assets" / "demo-model"
@@ -45,7 +46,7 @@ def best_of(
     model_path: Path, encoded: Encoded, batch_size: int, threads: int, repeats: int = 3
 ) -> InferenceResult:
     """Runs the whole set `repeats` times and keeps the fastest pass (least disturbed by noise)."""
-    engine = Engine(model_path, DeviceConfig(num_threads=threads))
+    engine = OnnxRuntimeSession(model_path, CpuDevice(num_threads=threads))
     results = [run_inference(engine, encoded, batch_size, warmup_batches=2) for _ in range(repeats)]
     return min(results, key=lambda r: r.model_seconds)
 

@@ -24,12 +24,15 @@ from bench.common import (
     table,
 )
 from pipeline.cache import atomic_write_text
-from pipeline.config import PROJECT_ROOT, PrecisionConfig, QuantizationConfig, compose_config
-from pipeline.convert import convert
+from pipeline.config import PROJECT_ROOT, ConvertConfig, compose_config
 from pipeline.data import read_labels, read_split
-from pipeline.demo_data import demo_dataset
-from pipeline.export import export_random
-from pipeline.optimize import optimize
+from pipeline.demo.data import demo_dataset
+from pipeline.precisions.fp16 import Fp16Precision
+from pipeline.precisions.fp32 import Fp32Precision
+from pipeline.precisions.int8 import Int8Precision, QuantizationConfig
+from pipeline.stages.convert import convert
+from pipeline.stages.export import export_random
+from pipeline.stages.optimize import optimize
 from pipeline.tokenizer import load_tokenizer
 
 INT8_VARIANTS = [
@@ -41,13 +44,13 @@ INT8_VARIANTS = [
 ]
 
 
-def variants(include_fp16: bool) -> list[tuple[str, PrecisionConfig, bool]]:
+def variants(include_fp16: bool) -> list[tuple[str, Fp32Precision | Fp16Precision | Int8Precision, bool]]:
     rows = [
-        ("fp32, no fusion", PrecisionConfig(name="fp32"), False),
-        ("fp32, fused", PrecisionConfig(name="fp32"), True),
+        ("fp32, no fusion", Fp32Precision(), False),
+        ("fp32, fused", Fp32Precision(), True),
     ]
     if include_fp16:
-        rows.append(("fp16, fused", PrecisionConfig(name="fp16"), True))
+        rows.append(("fp16, fused", Fp16Precision(), True))
     for q in INT8_VARIANTS:
         label = (
             f"int8 {q.weight_type}"
@@ -55,7 +58,7 @@ def variants(include_fp16: bool) -> list[tuple[str, PrecisionConfig, bool]]:
             + (" reduce-range" if q.reduce_range else "")
         )
         label += f" ops={'+'.join(q.op_types)}"
-        rows.append((label, PrecisionConfig(name="int8", quantization=q), True))
+        rows.append((label, Int8Precision(quantization=q), True))
     return rows
 
 
@@ -63,12 +66,12 @@ def bench_model(
     title: str, prefix: Path, texts: list[str], gold: list[int] | None, args, include_fp16: bool
 ) -> list[str]:
     encoded = load_tokenizer(str(DEMO_MODEL / "tokenizer")).encode(texts, args.max_seq_length)
-    onnx_path = convert(prefix, 13, True, CACHE_DIR)
+    onnx_path = convert(prefix, ConvertConfig(), CACHE_DIR)
     rows: list[list[str]] = []
     reference = None
     base_ms = None
     for label, precision, fusion in variants(include_fp16):
-        model = optimize(onnx_path, precision, fusion, CACHE_DIR)
+        model = optimize(onnx_path, precision, fusion=fusion, cache_dir=CACHE_DIR)
         result = best_of(model.path, encoded, args.batch_size, args.threads)
         ms = ms_per_sample(result)
         if reference is None:

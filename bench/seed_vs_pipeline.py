@@ -30,15 +30,18 @@ from bench.common import (
     replace_section,
     table,
 )
-from pipeline.config import PROJECT_ROOT, ArchitectureConfig, DeviceConfig, PrecisionConfig, compose_config
-from pipeline.convert import convert
+from pipeline.config import PROJECT_ROOT, ArchitectureConfig, ConvertConfig, compose_config
 from pipeline.data import read_labels, read_split
-from pipeline.demo_data import demo_dataset
-from pipeline.engine import Engine
-from pipeline.evaluate import latency_metrics
-from pipeline.export import export_random
-from pipeline.infer import pad_batch, run_inference
-from pipeline.optimize import optimize
+from pipeline.demo.data import demo_dataset
+from pipeline.devices import CpuDevice
+from pipeline.engines.onnxruntime import OnnxRuntimeSession
+from pipeline.precisions.fp32 import Fp32Precision
+from pipeline.precisions.int8 import Int8Precision
+from pipeline.stages.convert import convert
+from pipeline.stages.evaluate import latency_metrics
+from pipeline.stages.export import export_random
+from pipeline.stages.infer import pad_batch, run_inference
+from pipeline.stages.optimize import optimize
 from pipeline.tokenizer import load_tokenizer
 
 
@@ -70,9 +73,11 @@ def seed_run(onnx_path: Path, int8: bool, texts: list[str], args) -> tuple[np.nd
 
 
 def pipeline_run(onnx_path: Path, int8: bool, texts: list[str], args) -> dict:
-    precision = PrecisionConfig(name="int8" if int8 else "fp32")
-    model = optimize(onnx_path, precision, True, CACHE_DIR)
-    engine = Engine(model.path, DeviceConfig(num_threads=args.threads), args.batch_size, args.max_seq_length)
+    precision = Int8Precision() if int8 else Fp32Precision()
+    model = optimize(onnx_path, precision, fusion=True, cache_dir=CACHE_DIR)
+    engine = OnnxRuntimeSession(
+        model.path, CpuDevice(num_threads=args.threads), args.batch_size, args.max_seq_length
+    )
     tokenizer = load_tokenizer(str(DEMO_MODEL / "tokenizer"), "fast")
     started = time.perf_counter()
     encoded = tokenizer.encode(texts, args.max_seq_length)
@@ -133,7 +138,7 @@ def main() -> None:
     rows = []
     gflops_lines = []
     for title, prefix, texts, gold in models:
-        onnx_path = convert(prefix, 13, True, CACHE_DIR)
+        onnx_path = convert(prefix, ConvertConfig(), CACHE_DIR)
         fp32_model_ms = None
         for int8 in (False, True):
             seed_logits, seed_model_s, seed_tok_s = seed_run(onnx_path, int8, texts, args)

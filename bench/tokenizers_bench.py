@@ -19,7 +19,7 @@ from bench.common import CACHE_DIR, DEMO_MODEL, machine_lines, table
 from pipeline.cache import atomic_write_text
 from pipeline.config import PROJECT_ROOT
 from pipeline.data import read_labels, read_split
-from pipeline.demo_data import demo_dataset
+from pipeline.demo.data import demo_dataset
 from pipeline.tokenizer import fast_tokenizer_installed, load_tokenizer
 
 

@@ -9,14 +9,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-import psutil
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from pipeline.errors import ConfigError
+from pipeline.devices import DeviceConfig
+from pipeline.engines import EngineConfig
+from pipeline.engines.base import GRAPH_INPUTS
+from pipeline.errors import ConfigError, check_choice
+from pipeline.precisions import PrecisionConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The embedded default model (`make demo-model` writes it): export/, checkpoint/, tokenizer/.
+DEMO_MODEL_DIR = PROJECT_ROOT / "assets" / "demo-model"
 MAX_SEQ_LENGTH_LIMIT = 512
 
 OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
@@ -27,86 +34,16 @@ def names_a_path(value: str) -> bool:
     return Path(value).exists() or value.startswith(("/", ".", "~")) or "\\" in value
 
 
-def _choice(value: str, allowed: tuple[str, ...], key: str) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
-
-
-@dataclass
-class DeviceConfig:
-    name: str = "cpu"
-    id: int = 0
-    # None means one thread per physical core, the seed's default.
-    num_threads: int | None = None
-    inter_op_threads: int = 1
-    graph_optimization_level: str = "all"
-    execution_mode: str = "sequential"
-    cpu_mem_arena: bool = True
-    # GPU only: bind inputs/outputs to device buffers; TensorRT ahead of CUDA.
-    io_binding: bool = True
-    tensorrt: bool = False
-    trt_fp16: bool = True
-    trt_cache_dir: str = "${cache_dir}/tensorrt"
-
-    def __post_init__(self) -> None:
-        _choice(self.name, ("cpu", "gpu"), "device")
-        _choice(
-            self.graph_optimization_level,
-            ("disable", "basic", "extended", "all"),
-            "device.graph_optimization_level",
-        )
-        _choice(self.execution_mode, ("sequential", "parallel"), "device.execution_mode")
-        if self.inter_op_threads < 1:
-            raise ConfigError(f"device.inter_op_threads={self.inter_op_threads} must be >= 1")
-        if self.tensorrt and self.name != "gpu":
-            raise ConfigError("device.tensorrt=true needs device=gpu")
-        if self.id < 0:
-            raise ConfigError(f"device.id={self.id} must be >= 0")
-        if self.num_threads is None:
-            self.num_threads = psutil.cpu_count(logical=False) or 1
-        if self.num_threads < 1:
-            raise ConfigError(f"device.num_threads={self.num_threads} must be >= 1")
-
-
-@dataclass
-class QuantizationConfig:
-    """ONNX Runtime dynamic quantization (`quantize_dynamic`) options."""
-
-    weight_type: str = "QInt8"
-    per_channel: bool = False
-    reduce_range: bool = False
-    op_types: list[str] = field(default_factory=lambda: ["MatMul", "Attention"])
-    nodes_to_exclude: list[str] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        _choice(self.weight_type, ("QInt8", "QUInt8"), "precision.quantization.weight_type")
-        known = ("MatMul", "Attention", "Gather", "EmbedLayerNormalization", "Transpose", "Conv", "LSTM")
-        for op_type in self.op_types:
-            _choice(op_type, known, "precision.quantization.op_types[]")
-
-
-@dataclass
-class PrecisionConfig:
-    name: str = "fp32"
-    # fp16: float32 inputs/outputs around an FP16 graph; op types to keep in float32.
-    keep_io_types: bool = True
-    fp16_op_block_list: list[str] = field(default_factory=list)
-    quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
-
-    def __post_init__(self) -> None:
-        _choice(self.name, ("fp32", "fp16", "int8"), "precision")
-
-
 @dataclass
 class OptimizeConfig:
-    # Attention + ONNX Runtime transformer fusions before any precision change.
+    # Attention + layer-norm + GELU fusions (ONNX Runtime's transformer fusions) before any precision change.
     fusion: bool = True
 
 
 MODEL_CLASSES = ("ErnieForSequenceClassification", "ErnieMForSequenceClassification")
 # Graph inputs each model class can be exported with; input_ids always comes first.
 MODEL_INPUTS = {
-    "ErnieForSequenceClassification": ("input_ids", "token_type_ids", "task_type_ids", "attention_mask"),
+    "ErnieForSequenceClassification": GRAPH_INPUTS,
     "ErnieMForSequenceClassification": ("input_ids", "attention_mask"),
 }
 
@@ -129,8 +66,8 @@ class ArchitectureConfig:
     task_type_vocab: int = 16
 
     def __post_init__(self) -> None:
-        _choice(self.model_class, MODEL_CLASSES, "model.architecture.model_class")
-        _choice(self.hidden_act, ("gelu", "relu"), "model.architecture.hidden_act")
+        check_choice(self.model_class, MODEL_CLASSES, "model.architecture.model_class")
+        check_choice(self.hidden_act, ("gelu", "relu"), "model.architecture.hidden_act")
         for key in ("layers", "hidden", "heads", "ffn", "vocab", "max_positions"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"model.architecture.{key}={getattr(self, key)} must be >= 1")
@@ -159,7 +96,7 @@ class ModelConfig:
     architecture: ArchitectureConfig = field(default_factory=ArchitectureConfig)
 
     def __post_init__(self) -> None:
-        _choice(self.weights, ("export", "checkpoint", "random"), "model.weights")
+        check_choice(self.weights, ("export", "checkpoint", "random"), "model.weights")
         if self.weights == "export" and not self.path_prefix:
             raise ConfigError(
                 f"model={self.name} needs model.path_prefix=/path/export/float32 (the prefix "
@@ -172,7 +109,7 @@ class ModelConfig:
         if not self.inputs or self.inputs[0] != "input_ids":
             raise ConfigError(f"model.inputs={self.inputs} must start with input_ids")
         for name in self.inputs:
-            _choice(name, allowed, f"model.inputs[] of {self.architecture.model_class}")
+            check_choice(name, allowed, f"model.inputs[] of {self.architecture.model_class}")
         if len(set(self.inputs)) != len(self.inputs):
             raise ConfigError(f"model.inputs={self.inputs} repeats an input")
 
@@ -185,14 +122,14 @@ class DatasetConfig:
     eval_split: str = "dev"
 
     def __post_init__(self) -> None:
-        _choice(self.eval_split, ("dev", "test"), "dataset.eval_split")
+        check_choice(self.eval_split, ("dev", "test"), "dataset.eval_split")
         if self.dir is None and self.name != "demo":
             raise ConfigError(f"dataset={self.name} needs dataset.dir=/path/to/data")
 
 
 @dataclass
 class ConvertConfig:
-    opset: int = 13
+    opset: int = 13  # ONNX opset paddle2onnx targets (the seed uses 13)
     onnx_checker: bool = True
 
     def __post_init__(self) -> None:
@@ -202,18 +139,19 @@ class ConvertConfig:
 
 @dataclass
 class InferConfig:
-    # auto: the fast Rust WordPiece path where the tokenizer folder allows it, else PaddleNLP's
-    # fast_tokenizer where installed, else PaddleNLP's reference tokenizer.
+    # auto: the fast Rust WordPiece path where the tokenizer folder allows it (id-identical), else
+    # PaddleNLP's fast_tokenizer where installed, else PaddleNLP's reference tokenizer (paddlenlp).
     tokenizer: str = "auto"
+    # Batch texts of similar length together; outputs keep input order.
     sort_by_length: bool = True
-    # longest: pad each batch to its longest sample; max_length: always max_seq_length.
+    # longest: pad each batch to its longest sample; max_length: always max_seq_length (fixed shapes).
     padding: str = "longest"
-    warmup_batches: int = 2
-    predict_data: bool = True
+    warmup_batches: int = 2  # untimed batches before latency is measured
+    predict_data: bool = True  # write predictions for the dataset's data.txt
 
     def __post_init__(self) -> None:
-        _choice(self.tokenizer, ("auto", "fast", "fast_tokenizer", "paddlenlp"), "infer.tokenizer")
-        _choice(self.padding, ("longest", "max_length"), "infer.padding")
+        check_choice(self.tokenizer, ("auto", "fast", "fast_tokenizer", "paddlenlp"), "infer.tokenizer")
+        check_choice(self.padding, ("longest", "max_length"), "infer.padding")
         if self.warmup_batches < 0:
             raise ConfigError(f"infer.warmup_batches={self.warmup_batches} must be >= 0")
 
@@ -221,26 +159,37 @@ class InferConfig:
 @dataclass
 class MlflowConfig:
     enabled: bool = True
+    # A SQLite file for one machine (artifacts beside it, in mlartifacts/), or http://HOST:PORT.
     tracking_uri: str = "sqlite:///${project_root:}/mlflow.db"
     experiment_name: str = "ernie-onnx"
 
 
 @dataclass
 class Config:
-    device: DeviceConfig = field(default_factory=DeviceConfig)
-    precision: PrecisionConfig = field(default_factory=PrecisionConfig)
+    # device, precision and engine are chosen by name (`device=gpu`): each option is its own class,
+    # registered in pipeline/devices.py, pipeline/precisions/ and pipeline/engines/.
+    # Typed Any here so that each option's own schema applies when its YAML is composed.
+    device: Any = MISSING  # a DeviceConfig
+    precision: Any = MISSING  # a PrecisionConfig
+    engine: Any = MISSING  # an EngineConfig
     model: ModelConfig = MISSING  # from the `model` group: its checks need a real model
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     convert: ConvertConfig = field(default_factory=ConvertConfig)
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
     infer: InferConfig = field(default_factory=InferConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
-    batch_size: int = 32
-    max_seq_length: int = 128
+    batch_size: int = 32  # samples per engine call (seed: --batch_size)
+    max_seq_length: int = 128  # tokens per text, at most 512 (seed: --max_seq_length)
+    # Converted models and the built demo dataset, keyed by content hash.
     cache_dir: str = "${oc.env:ERNIE_ONNX_CACHE,${project_root:}/.cache}"
+    # In a sweep, a job whose device is not usable here (device=gpu without CUDA) is recorded as
+    # SKIPPED with one line instead of FAILED. A single run always fails loudly.
     skip_unavailable_device: bool = False
 
     def __post_init__(self) -> None:
+        for key, base in (("device", DeviceConfig), ("precision", PrecisionConfig), ("engine", EngineConfig)):
+            if not isinstance(getattr(self, key), base):
+                raise ConfigError(f"{key} must be chosen by name, e.g. `python run.py {key}=NAME`")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
         positions = self.model.architecture.max_positions
@@ -252,24 +201,19 @@ class Config:
             )
 
 
-def register_configs() -> None:
-    store = ConfigStore.instance()
-    store.store(name="config_schema", node=Config)
-
-
-register_configs()
+ConfigStore.instance().store(name="config_schema", node=Config)
 
 
 def validate(cfg: DictConfig) -> Config:
     """Resolves interpolations and runs every `__post_init__` check."""
     try:
         config = OmegaConf.to_object(cfg)
-    except ConfigError:
-        raise
     except MissingMandatoryValue as exc:
         key = getattr(exc, "full_key", "") or "a value"
         raise ConfigError(f"{key} must be set, e.g. `python run.py {key}=...`") from None
-    except Exception as exc:  # OmegaConf's validation errors carry the offending key
+    except (OmegaConfBaseException, TypeError) as exc:
+        # Type and interpolation errors carry the offending key; TypeError: a value of the wrong
+        # shape reached a dataclass. Anything else is a bug and keeps its traceback.
         raise ConfigError(str(exc).splitlines()[0]) from None
     if not isinstance(config, Config):
         raise ConfigError("the composed config does not follow the Config schema")

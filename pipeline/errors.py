@@ -30,3 +30,9 @@ class ModelError(PipelineError):
 
 class DeviceError(PipelineError):
     """The requested device or execution provider is not usable."""
+
+
+def check_choice(value: str, allowed: tuple[str, ...] | list[str], key: str) -> None:
+    """A config value that must be one of a few names."""
+    if value not in allowed:
+        raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")

@@ -13,23 +13,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.cache import atomic_write_text
-from pipeline.callbacks import parent_run_id
-from pipeline.config import DeviceConfig, validate
-from pipeline.engine import providers_for
-from pipeline.errors import DeviceError, PipelineError
-from pipeline.reports import JOB_STATUS_FILE
+from pipeline.config import validate
+from pipeline.errors import PipelineError
+from pipeline.job_files import JOB_STATUS_FILE
 from pipeline.runner import run_experiment
-from pipeline.tracking import run_name
+from pipeline.tracking.mlflow_runs import run_name
+from pipeline.tracking.sweep import parent_run_id
 
 log = logging.getLogger(__name__)
-
-
-def device_unavailable(device: DeviceConfig) -> str | None:
-    try:
-        providers_for(device, ["input_ids"], 1, 1)
-    except DeviceError as exc:
-        return str(exc)
-    return None
 
 
 def _record(output_dir: Path, status: str, error: str = "") -> None:
@@ -48,7 +39,7 @@ def run_job(cfg: DictConfig) -> float | None:
     name = run_name(list(hydra.overrides.task))
     try:
         config = validate(cfg)
-        if multirun and config.skip_unavailable_device and (reason := device_unavailable(config.device)):
+        if multirun and config.skip_unavailable_device and (reason := config.device.unavailable_reason()):
             _record(output_dir, "SKIPPED", reason)
             print(f"skipped {name}: {reason.split(';')[0].split('. ')[0]}")
             return None

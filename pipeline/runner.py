@@ -1,39 +1,36 @@
-"""One experiment: data + model -> convert -> infer -> evaluate -> files and MLflow."""
+"""mode=evaluate as a list of stages: data + model -> export -> convert -> optimize -> infer -> evaluate.
+
+Each stage is a public function with typed inputs and results, so scripts (bench/) and tests
+call exactly what a job runs.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
-import time
-from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.cache import atomic_write_text, cached_artifact, content_key
-from pipeline.config import PROJECT_ROOT, Config, ModelConfig, PrecisionConfig
-from pipeline.convert import convert
-from pipeline.data import read_labels, read_split, read_texts
-from pipeline.demo_data import demo_dataset
-from pipeline.engine import Engine
+from pipeline.config import DEMO_MODEL_DIR, Config, ModelConfig
+from pipeline.data import Split, read_labels, read_split, read_texts
+from pipeline.demo.data import demo_dataset
+from pipeline.engines import Engine
 from pipeline.errors import DatasetError, ModelError
-from pipeline.evaluate import evaluate
-from pipeline.export import static_graph
-from pipeline.infer import InferenceResult, run_inference, softmax
-from pipeline.optimize import optimize
-from pipeline.reports import confusion_matrix, per_class_markdown, plot_confusion_matrix
+from pipeline.job_files import CONFIG_FILE, CONFUSION_FILE, METRICS_FILE, PER_CLASS_FILE, PREDICTIONS_FILE
+from pipeline.precisions import PRECISIONS
+from pipeline.stages.convert import convert
+from pipeline.stages.evaluate import evaluate
+from pipeline.stages.export import static_graph
+from pipeline.stages.infer import InferenceResult, infer, softmax
+from pipeline.stages.optimize import OptimizedModel, optimize
 from pipeline.tokenizer import Tokenizer, load_tokenizer
-from pipeline.tracking import environment_tags, tracked_run
+from pipeline.tracking.mlflow_runs import environment_tags, tracked_run
+from pipeline.tracking.reports import confusion_matrix, per_class_markdown, plot_confusion_matrix
 
 log = logging.getLogger(__name__)
-
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.jsonl"
-CONFIG_FILE = "config.yaml"
-PER_CLASS_FILE = "per_class.md"
-CONFUSION_FILE = "confusion_matrix.png"
-DEMO_TOKENIZER = PROJECT_ROOT / "assets" / "demo-model" / "tokenizer"
 
 
 def dataset_dir(config: Config) -> Path:
@@ -57,7 +54,78 @@ def serving_tokenizer(model: ModelConfig, kind: str) -> tuple[Tokenizer, str]:
         if model.weights != "random":
             raise
         log.warning("%s -- random weights: the demo tokenizer serves instead", exc)
-        return load_tokenizer(str(DEMO_TOKENIZER), kind), "demo (fallback)"
+        return load_tokenizer(str(DEMO_MODEL_DIR / "tokenizer"), kind), "demo (fallback)"
+
+
+@dataclass(frozen=True)
+class PreparedModel:
+    onnx_path: Path  # the converted graph, before fusion and precision changes
+    optimized: OptimizedModel  # what runs
+
+
+def prepare_model(config: Config, num_labels: int, pad_id: int) -> PreparedModel:
+    """export (where needed) -> convert -> optimize, each cached by content."""
+    cache_dir = Path(config.cache_dir)
+    onnx_path = convert(static_graph(config.model, num_labels, pad_id, cache_dir), config.convert, cache_dir)
+    optimized = optimize(onnx_path, config.precision, fusion=config.optimize.fusion, cache_dir=cache_dir)
+    log.info("model to run: %s (fused ops %s)", optimized.path, optimized.fused_ops)
+    return PreparedModel(onnx_path, optimized)
+
+
+def open_engine(config: Config, model_path: Path) -> Engine:
+    return config.engine.open(
+        model_path, config.device, max_batch=config.batch_size, max_length=config.max_seq_length
+    )
+
+
+def run_texts(
+    config: Config, texts: list[str], tokenizer: Tokenizer, engine: Engine, desc: str
+) -> InferenceResult:
+    """The infer stage with this config's batching and padding."""
+    return infer(
+        texts,
+        tokenizer,
+        engine,
+        config.infer,
+        batch_size=config.batch_size,
+        max_seq_length=config.max_seq_length,
+        desc=desc,
+    )
+
+
+def check_label_count(result: InferenceResult, labels: list[str], label_file: Path) -> None:
+    if result.logits.shape[-1] != len(labels):
+        raise ModelError(
+            f"the model outputs {result.logits.shape[-1]} classes but {label_file} lists {len(labels)} labels"
+        )
+
+
+def fp32_predictions(
+    config: Config, model: PreparedModel, texts: list[str], tokenizer: Tokenizer
+) -> np.ndarray:
+    """The FP32 model's predicted labels for `texts`, cached: a precision sweep computes them once."""
+    reference = optimize(
+        model.onnx_path,
+        PRECISIONS.create("fp32"),
+        fusion=config.optimize.fusion,
+        cache_dir=Path(config.cache_dir),
+    )
+    key = content_key(model=reference.path, texts=texts, max_seq_length=config.max_seq_length)
+
+    def build(out: Path) -> None:
+        result = run_texts(config, texts, tokenizer, open_engine(config, reference.path), "fp32 reference")
+        np.save(out / "predicted.npy", result.logits.argmax(axis=-1))
+
+    folder, _ = cached_artifact(Path(config.cache_dir), "fp32-predictions", key, build)
+    return np.load(folder / "predicted.npy")
+
+
+def compare_with_fp32(predicted: np.ndarray, reference: np.ndarray, split: Split) -> dict[str, float]:
+    gold = np.asarray(split.label_ids)
+    return {
+        "agreement_vs_fp32": float(np.mean(predicted == reference)),
+        "accuracy_delta_vs_fp32": float(np.mean(predicted == gold)) - float(np.mean(reference == gold)),
+    }
 
 
 def write_predictions(path: Path, texts: list[str], result: InferenceResult, labels: list[str]) -> None:
@@ -73,25 +141,11 @@ def write_predictions(path: Path, texts: list[str], result: InferenceResult, lab
     atomic_write_text(path, "".join(line + "\n" for line in lines))
 
 
-def fp32_predictions(
-    config: Config, onnx_path: Path, texts: list[str], infer: Callable[..., InferenceResult]
-) -> np.ndarray:
-    """The FP32 model's predicted labels for `texts`, cached: a precision sweep computes them once."""
-    reference = optimize(
-        onnx_path, PrecisionConfig(name="fp32"), config.optimize.fusion, Path(config.cache_dir)
-    )
-    key = content_key(model=reference.path, texts=texts, max_seq_length=config.max_seq_length)
-
-    def build(out: Path) -> None:
-        result = infer(
-            texts,
-            "fp32 reference",
-            Engine(reference.path, config.device, config.batch_size, config.max_seq_length),
-        )
-        np.save(out / "predicted.npy", result.logits.argmax(axis=-1))
-
-    folder, _ = cached_artifact(Path(config.cache_dir), "fp32-predictions", key, build)
-    return np.load(folder / "predicted.npy")
+def write_class_reports(output_dir: Path, predicted: np.ndarray, split: Split) -> list[Path]:
+    matrix = confusion_matrix(predicted, np.asarray(split.label_ids), len(split.labels))
+    atomic_write_text(output_dir / PER_CLASS_FILE, per_class_markdown(matrix, split.labels))
+    plot_confusion_matrix(matrix, split.labels, output_dir / CONFUSION_FILE)
+    return [output_dir / PER_CLASS_FILE, output_dir / CONFUSION_FILE]
 
 
 def run_experiment(
@@ -100,12 +154,14 @@ def run_experiment(
     """Runs every stage and returns the metrics also written to `output_dir/metrics.json`."""
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output_dir / CONFIG_FILE, composed_yaml)
+    engine_tags = config.engine.describe()
     tags = {
         "model": config.model.name,
         "dataset": config.dataset.name,
         "weights": config.model.weights,
         # Random weights: latency is real, accuracy is chance.
         "accuracy_meaningful": str(config.model.weights != "random").lower(),
+        **engine_tags,
         **environment_tags(),
     }
     with tracked_run(config.mlflow, run_name, asdict(config), tags, parent_run_id) as tracking:
@@ -116,65 +172,35 @@ def run_experiment(
         tokenizer, tokenizer_source = serving_tokenizer(config.model, config.infer.tokenizer)
         if tracking is not None:
             tracking.set_tags({"tokenizer": tokenizer_source})
-        onnx_path = convert(
-            static_graph(config.model, len(labels), tokenizer.pad_id, Path(config.cache_dir)),
-            config.convert.opset,
-            config.convert.onnx_checker,
-            Path(config.cache_dir),
-        )
-        optimized = optimize(onnx_path, config.precision, config.optimize.fusion, Path(config.cache_dir))
-        log.info("model to run: %s (fused ops %s)", optimized.path, optimized.fused_ops)
-        engine = Engine(optimized.path, config.device, config.batch_size, config.max_seq_length)
+        model = prepare_model(config, len(labels), tokenizer.pad_id)
+        engine = open_engine(config, model.optimized.path)
 
-        def infer(texts: list[str], desc: str, engine: Engine = engine) -> InferenceResult:
-            started = time.perf_counter()
-            encoded = tokenizer.encode(texts, config.max_seq_length)
-            tokenize_seconds = time.perf_counter() - started
-            fixed = config.max_seq_length if config.infer.padding == "max_length" else None
-            result = run_inference(
-                engine,
-                encoded,
-                config.batch_size,
-                sort_by_length=config.infer.sort_by_length,
-                fixed_length=fixed,
-                warmup_batches=config.infer.warmup_batches,
-                desc=desc,
-                tokenize_seconds=tokenize_seconds,
-            )
-            if result.logits.shape[-1] != len(labels):
-                raise ModelError(
-                    f"the model outputs {result.logits.shape[-1]} classes but "
-                    f"{data_dir / 'label.txt'} lists {len(labels)} labels"
-                )
-            return result
-
-        result = infer(eval_split.texts, f"evaluate {eval_split.name}")
-        metrics = evaluate(result, eval_split.label_ids, len(labels))
-        metrics["model_size_mb"] = optimized.size_mb
-        metrics["fused_ops"] = optimized.fused_ops
+        result = run_texts(config, eval_split.texts, tokenizer, engine, f"evaluate {eval_split.name}")
+        check_label_count(result, labels, data_dir / "label.txt")
+        metrics: dict = evaluate(result, eval_split.label_ids, len(labels))
+        metrics["model_size_mb"] = model.optimized.size_mb
+        metrics["fused_ops"] = model.optimized.fused_ops
         predicted = result.logits.argmax(axis=-1)
-        if config.precision.name == "fp32":
-            reference = predicted
-        else:
-            reference = fp32_predictions(config, onnx_path, eval_split.texts, infer)
-        gold = np.asarray(eval_split.label_ids)
-        metrics["agreement_vs_fp32"] = float(np.mean(predicted == reference))
-        metrics["accuracy_delta_vs_fp32"] = metrics["accuracy"] - float(np.mean(reference == gold))
+        reference = (
+            predicted
+            if config.precision.keeps_fp32_graph
+            else fp32_predictions(config, model, eval_split.texts, tokenizer)
+        )
+        metrics.update(compare_with_fp32(predicted, reference, eval_split))
+        metrics.update(engine_tags)
         atomic_write_text(output_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
 
-        matrix = confusion_matrix(predicted, gold, len(labels))
-        atomic_write_text(output_dir / PER_CLASS_FILE, per_class_markdown(matrix, labels))
-        plot_confusion_matrix(matrix, labels, output_dir / CONFUSION_FILE)
-        artifacts = [output_dir / n for n in (METRICS_FILE, CONFIG_FILE, PER_CLASS_FILE, CONFUSION_FILE)]
+        artifacts = [output_dir / METRICS_FILE, output_dir / CONFIG_FILE]
+        artifacts += write_class_reports(output_dir, predicted, eval_split)
         if config.infer.predict_data:
             texts = read_texts(data_dir)
-            predictions = infer(texts, "predict data.txt")
+            predictions = run_texts(config, texts, tokenizer, engine, "predict data.txt")
             write_predictions(output_dir / PREDICTIONS_FILE, texts, predictions, labels)
             artifacts.append(output_dir / PREDICTIONS_FILE)
 
         if tracking is not None:
-            tracking.log_metrics({k: v for k, v in metrics.items() if np.isscalar(v)})
-            tracking.log_metrics({f"fused_ops.{op}": n for op, n in optimized.fused_ops.items()})
+            tracking.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+            tracking.log_metrics({f"fused_ops.{op}": n for op, n in model.optimized.fused_ops.items()})
             for path in artifacts:
                 tracking.log_artifact(path)
     return metrics

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.demo_data import demo_dataset
-from pipeline.demo_model import TrainConfig, train_demo_model
+from pipeline.demo.data import demo_dataset
+from pipeline.demo.model import TrainConfig, train_demo_model
 
 TINY = TrainConfig(
     hidden_size=32,

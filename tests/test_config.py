@@ -68,3 +68,28 @@ def test_out_of_range_values_are_named(override: str, message: str) -> None:
 def test_wrong_type_is_refused_when_composing() -> None:
     with pytest.raises(ConfigCompositionException, match="batch_size=many"):
         composed("batch_size=many")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["precision.name=int8"],
+            "precision.name='int8' does not match the precision chosen; use precision=NAME",
+        ),
+        (["device.name=gpu"], "device.name='gpu' does not match the device chosen; use device=NAME"),
+        (["engine.name=openvino"], "engine='openvino' is not one of onnxruntime"),
+    ],
+)
+def test_options_are_chosen_by_group_not_by_name_field(overrides: list[str], message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        composed(*overrides)
+
+
+def test_each_option_is_its_own_class_with_its_own_settings() -> None:
+    int8 = composed("precision=int8", "precision.quantization.per_channel=true").precision
+    assert type(int8).__name__ == "Int8Precision" and int8.quantization.per_channel
+    gpu = composed("+seed_row=gpu_fp16").device
+    assert (type(gpu).__name__, gpu.io_binding) == ("GpuDevice", True)
+    with pytest.raises(ConfigCompositionException, match="quantization"):
+        composed("precision=fp32", "precision.quantization.per_channel=true")

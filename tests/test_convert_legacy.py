@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from pipeline.convert import convert, find_model_files
+from pipeline.config import ConvertConfig
+from pipeline.stages.convert import convert, find_model_files
 
 # Paddle 3 writes the legacy program format only with the PIR API off, set before import.
 LEGACY_EXPORT = """
@@ -43,7 +44,7 @@ def test_legacy_pdmodel_export_converts_and_runs(tmp_path: Path) -> None:
     files = find_model_files(prefix)
     assert files.graph.suffix == ".pdmodel"
     before = sorted(p.name for p in prefix.parent.iterdir())
-    onnx_path = convert(prefix, 13, True, tmp_path / "cache")
+    onnx_path = convert(prefix, ConvertConfig(), tmp_path / "cache")
     assert sorted(p.name for p in prefix.parent.iterdir()) == before  # nothing written beside it
     ids = np.array([[1, 5, 7, 2]], dtype=np.int64)
     session = ort.InferenceSession(str(onnx_path))

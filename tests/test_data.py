@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.data import read_labels, read_split, read_texts
-from pipeline.demo_data import DEV_SIZE, LABELS, TEST_SIZE, demo_dataset
+from pipeline.demo.data import DEV_SIZE, LABELS, TEST_SIZE, demo_dataset
 from pipeline.errors import DatasetError
 
 

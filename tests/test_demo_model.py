@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import PROJECT_ROOT, DeviceConfig
-from pipeline.convert import convert
+from pipeline.config import PROJECT_ROOT, ConvertConfig
 from pipeline.data import read_labels, read_split
-from pipeline.demo_model import TrainConfig, build_vocab, main, pretrain_mlm
-from pipeline.engine import Engine
-from pipeline.infer import run_inference
+from pipeline.demo.model import TrainConfig, build_vocab, main, pretrain_mlm
+from pipeline.devices import CpuDevice
+from pipeline.engines.onnxruntime import OnnxRuntimeSession
+from pipeline.stages.convert import convert
+from pipeline.stages.infer import run_inference
 from pipeline.tokenizer import load_tokenizer
 
 
@@ -72,7 +73,9 @@ def test_committed_demo_model_scores_as_recorded_through_onnx(cache_dir: Path, d
     recorded = json.loads((demo / "train_metrics.json").read_text())["dev_accuracy"]
     split = read_split(demo_data_dir, "dev", read_labels(demo_data_dir))
     encoded = load_tokenizer(str(demo / "tokenizer")).encode(split.texts, 128)
-    engine = Engine(convert(demo / "export" / "float32", 13, True, cache_dir), DeviceConfig(num_threads=2))
+    engine = OnnxRuntimeSession(
+        convert(demo / "export" / "float32", ConvertConfig(), cache_dir), CpuDevice(num_threads=2)
+    )
     logits = run_inference(engine, encoded, batch_size=64).logits
     accuracy = float(np.mean(logits.argmax(-1) == np.asarray(split.label_ids)))
     assert accuracy == pytest.approx(recorded, abs=0.002)

@@ -11,15 +11,17 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipeline.config import PROJECT_ROOT, DeviceConfig, PrecisionConfig, compose_config
-from pipeline.convert import convert
+from pipeline.config import PROJECT_ROOT, ConvertConfig, compose_config
 from pipeline.data import read_labels, read_split
-from pipeline.engine import Engine, graph_input_names
+from pipeline.devices import CpuDevice
+from pipeline.engines.onnxruntime import OnnxRuntimeSession, graph_input_names
 from pipeline.errors import ConfigError, ModelError
-from pipeline.export import build_random, export_checkpoint, export_random, load_checkpoint
-from pipeline.infer import pad_batch, run_inference
-from pipeline.optimize import optimize
+from pipeline.precisions.fp32 import Fp32Precision
 from pipeline.runner import run_experiment
+from pipeline.stages.convert import convert
+from pipeline.stages.export import build_random, export_checkpoint, export_random, load_checkpoint
+from pipeline.stages.infer import pad_batch, run_inference
+from pipeline.stages.optimize import optimize
 from pipeline.tokenizer import load_tokenizer
 
 SEED_MODELS = [
@@ -140,7 +142,7 @@ def test_exported_checkpoint_predicts_as_the_dynamic_model(
     texts = read_split(demo_data_dir, "dev", read_labels(demo_data_dir)).texts[:64]
     tokenizer = load_tokenizer(str(tiny_model / "tokenizer"))
     encoded = tokenizer.encode(texts, 128)
-    engine = Engine(convert(prefix, 13, True, cache_dir), DeviceConfig())
+    engine = OnnxRuntimeSession(convert(prefix, ConvertConfig(), cache_dir), CpuDevice())
     onnx = run_inference(engine, encoded, batch_size=16).logits
 
     dynamic = load_checkpoint(str(tiny_model / "checkpoint"), model.architecture, num_labels=2)
@@ -154,8 +156,8 @@ def test_task_type_and_attention_mask_inputs_are_fed(cache_dir: Path) -> None:
     inputs = "model.inputs=[input_ids,token_type_ids,task_type_ids,attention_mask]"
     model = compose_config("model=ernie-3.0-nano-zh", "model.weights=random", inputs, *SMALL_ERNIE_M).model
     prefix = export_random(model, num_labels=3, pad_id=0, cache_dir=cache_dir)
-    onnx_path = convert(prefix, 13, True, cache_dir)
-    engine = Engine(onnx_path, DeviceConfig())
+    onnx_path = convert(prefix, ConvertConfig(), cache_dir)
+    engine = OnnxRuntimeSession(onnx_path, CpuDevice())
     assert engine.input_names == ["input_ids", "token_type_ids", "task_type_ids", "attention_mask"]
     ids = pad_batch([[1, 50, 60, 70, 2], [1, 80, 2]], 0)
     onnx = engine.run(engine.feed(ids, pad_id=0))
@@ -168,9 +170,9 @@ def test_task_type_and_attention_mask_inputs_are_fed(cache_dir: Path) -> None:
     np.testing.assert_allclose(unmasked[0], onnx[0], atol=1e-5)
     assert not np.allclose(unmasked[1], onnx[1], atol=1e-4)
     # Fusion builds the Attention kernels' mask from that input and keeps both behaviours.
-    fused = optimize(onnx_path, PrecisionConfig(), fusion=True, cache_dir=cache_dir)
+    fused = optimize(onnx_path, Fp32Precision(), fusion=True, cache_dir=cache_dir)
     assert fused.fused_ops["Attention"] == model.architecture.layers
-    fused_engine = Engine(fused.path, DeviceConfig())
+    fused_engine = OnnxRuntimeSession(fused.path, CpuDevice())
     np.testing.assert_allclose(fused_engine.run(fused_engine.feed(ids, pad_id=0)), onnx, atol=1e-4)
     all_ones = {**fused_engine.feed(ids, pad_id=0), "attention_mask": np.ones_like(ids)}
     fused_unmasked = fused_engine.run(all_ones)
@@ -215,7 +217,7 @@ def test_architecture_with_random_weights_runs_end_to_end(
     metrics = run_experiment(config, tmp_path / "job", "", name)
     assert metrics["n_samples"] == 64 and metrics["latency_ms"] > 0
     assert len((tmp_path / "job" / "predictions.jsonl").read_text().splitlines()) == 8
-    onnx = convert(export_random(config.model, 2, pad_id=0, cache_dir=cache_dir), 13, True, cache_dir)
+    onnx = convert(export_random(config.model, 2, pad_id=0, cache_dir=cache_dir), ConvertConfig(), cache_dir)
     expected_inputs = ["input_ids"] if name.startswith("ernie-m") else ["input_ids", "token_type_ids"]
     assert graph_input_names(onnx) == expected_inputs
     client = mlflow.MlflowClient(config.mlflow.tracking_uri)

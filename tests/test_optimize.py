@@ -10,13 +10,17 @@ import onnxruntime as ort
 import pytest
 from onnxconverter_common import float16
 
-from pipeline.config import DeviceConfig, PrecisionConfig, QuantizationConfig
-from pipeline.convert import convert
+from pipeline.config import ConvertConfig
 from pipeline.data import read_labels, read_split
-from pipeline.engine import Engine
-from pipeline.fusion import fuse_attention
-from pipeline.infer import run_inference
-from pipeline.optimize import align_cast_types, optimize
+from pipeline.devices import CpuDevice
+from pipeline.engines.onnxruntime import OnnxRuntimeSession
+from pipeline.precisions.fp16 import Fp16Precision, align_cast_types
+from pipeline.precisions.fp32 import Fp32Precision
+from pipeline.precisions.int8 import Int8Precision, QuantizationConfig
+from pipeline.stages.convert import convert
+from pipeline.stages.fusion import fuse_attention
+from pipeline.stages.infer import run_inference
+from pipeline.stages.optimize import optimize
 from pipeline.tokenizer import load_tokenizer
 
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo-model"
@@ -24,7 +28,7 @@ DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo-model"
 
 @pytest.fixture(scope="module")
 def demo_onnx(cache_dir: Path) -> Path:
-    return convert(DEMO_MODEL / "export" / "float32", 13, True, cache_dir)
+    return convert(DEMO_MODEL / "export" / "float32", ConvertConfig(), cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +38,7 @@ def dev_encoded(demo_data_dir: Path):
 
 
 def predict(model_path: Path, encoded, batch_size: int = 64) -> np.ndarray:
-    return run_inference(Engine(model_path, DeviceConfig(num_threads=2)), encoded, batch_size).logits
+    return run_inference(OnnxRuntimeSession(model_path, CpuDevice(num_threads=2)), encoded, batch_size).logits
 
 
 def random_feed(vocab: int, seed: int = 0) -> dict[str, np.ndarray]:
@@ -61,7 +65,7 @@ def test_attention_fusion_covers_every_layer_and_keeps_logits(demo_onnx: Path, t
 
 
 def test_fused_model_reports_fused_ops_and_is_cached(demo_onnx: Path, tmp_path: Path) -> None:
-    fp32 = PrecisionConfig(name="fp32")
+    fp32 = Fp32Precision()
     first = optimize(demo_onnx, fp32, fusion=True, cache_dir=tmp_path)
     layers = first.attention_layers
     assert first.fused_ops["Attention"] == layers
@@ -90,8 +94,8 @@ def test_fp16_agrees_with_fp32_on_the_dev_split(
     demo_onnx: Path, dev_encoded, cache_dir: Path, fusion: bool
 ) -> None:
     split, encoded = dev_encoded
-    fp32 = predict(optimize(demo_onnx, PrecisionConfig(name="fp32"), fusion, cache_dir).path, encoded)
-    fp16_model = optimize(demo_onnx, PrecisionConfig(name="fp16"), fusion, cache_dir)
+    fp32 = predict(optimize(demo_onnx, Fp32Precision(), fusion=fusion, cache_dir=cache_dir).path, encoded)
+    fp16_model = optimize(demo_onnx, Fp16Precision(), fusion=fusion, cache_dir=cache_dir)
     fp16 = predict(fp16_model.path, encoded)
     gold = np.asarray(split.label_ids)
     agreement = np.mean(fp16.argmax(-1) == fp32.argmax(-1))
@@ -103,8 +107,8 @@ def test_fp16_agrees_with_fp32_on_the_dev_split(
 
 def test_int8_keeps_accuracy_within_one_point(demo_onnx: Path, dev_encoded, cache_dir: Path) -> None:
     split, encoded = dev_encoded
-    fp32 = predict(optimize(demo_onnx, PrecisionConfig(name="fp32"), True, cache_dir).path, encoded)
-    int8_model = optimize(demo_onnx, PrecisionConfig(name="int8"), True, cache_dir)
+    fp32 = predict(optimize(demo_onnx, Fp32Precision(), fusion=True, cache_dir=cache_dir).path, encoded)
+    int8_model = optimize(demo_onnx, Int8Precision(), fusion=True, cache_dir=cache_dir)
     assert int8_model.fused_ops.get("QAttention", 0) == int8_model.attention_layers
     assert int8_model.fused_ops["MatMulInteger"] >= 2 * int8_model.attention_layers
     int8 = predict(int8_model.path, encoded)
@@ -114,10 +118,8 @@ def test_int8_keeps_accuracy_within_one_point(demo_onnx: Path, dev_encoded, cach
 
 
 def test_int8_options_change_the_artifact(demo_onnx: Path, tmp_path: Path) -> None:
-    default = optimize(demo_onnx, PrecisionConfig(name="int8"), True, tmp_path)
-    excluded = PrecisionConfig(
-        name="int8", quantization=QuantizationConfig(weight_type="QUInt8", op_types=["MatMul"])
-    )
-    other = optimize(demo_onnx, excluded, True, tmp_path)
+    default = optimize(demo_onnx, Int8Precision(), fusion=True, cache_dir=tmp_path)
+    excluded = Int8Precision(quantization=QuantizationConfig(weight_type="QUInt8", op_types=["MatMul"]))
+    other = optimize(demo_onnx, excluded, fusion=True, cache_dir=tmp_path)
     assert other.path != default.path
     assert "QAttention" not in other.fused_ops and other.fused_ops["Attention"] == other.attention_layers

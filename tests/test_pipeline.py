@@ -8,28 +8,28 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import onnxruntime
 import pytest
 
-from pipeline.config import Config, DatasetConfig, DeviceConfig, MlflowConfig, ModelConfig
-from pipeline.convert import convert, find_model_files
+from pipeline.config import Config, ConvertConfig, DatasetConfig, MlflowConfig, compose_config
 from pipeline.data import read_labels, read_split
-from pipeline.engine import Engine
+from pipeline.devices import CpuDevice
+from pipeline.engines.onnxruntime import OnnxRuntimeSession
 from pipeline.errors import DatasetError, ModelError
-from pipeline.infer import plan_batches, run_inference
 from pipeline.runner import run_experiment
+from pipeline.stages.convert import convert, find_model_files
+from pipeline.stages.infer import plan_batches, run_inference
 from pipeline.tokenizer import load_tokenizer
 
 
 def make_config(model_dir: Path, cache_dir: Path, tmp_path: Path, **changes) -> Config:
-    config = Config(
-        model=ModelConfig(
-            name="tiny",
-            path_prefix=str(model_dir / "export" / "float32"),
-            name_or_path=str(model_dir / "tokenizer"),
-        ),
-        dataset=DatasetConfig(),
-        mlflow=MlflowConfig(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db", experiment_name="pipeline-test"),
-        cache_dir=str(cache_dir),
+    config = compose_config(
+        "model.name=tiny",
+        f"model.path_prefix={model_dir / 'export' / 'float32'}",
+        f"model.name_or_path={model_dir / 'tokenizer'}",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        "mlflow.experiment_name=pipeline-test",
+        f"cache_dir={cache_dir}",
     )
     return replace(config, **changes)
 
@@ -44,16 +44,21 @@ def test_run_experiment_writes_metrics_predictions_and_mlflow_run(
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
     for key in (
-        "latency_p50_ms",
-        "latency_p95_ms",
-        "latency_p99_ms",
+        "batch_latency_p50_ms",
+        "batch_latency_p95_ms",
+        "batch_latency_p99_ms",
         "throughput_sps",
         "tokenize_ms",
-        "peak_rss_mb",
+        "infer_peak_rss_mb",
+        "job_peak_rss_mb",
     ):
         assert on_disk[key] > 0, key
     assert on_disk["e2e_ms"] > on_disk["latency_ms"] + on_disk["tokenize_ms"]
-    assert on_disk["latency_p50_ms"] <= on_disk["latency_p95_ms"] <= on_disk["latency_p99_ms"]
+    assert (
+        on_disk["batch_latency_p50_ms"] <= on_disk["batch_latency_p95_ms"] <= on_disk["batch_latency_p99_ms"]
+    )
+    assert on_disk["infer_peak_rss_mb"] <= on_disk["job_peak_rss_mb"]
+    assert (on_disk["engine"], on_disk["engine_version"]) == ("onnxruntime", onnxruntime.__version__)
     assert on_disk["n_truncated"] > 0  # reviews longer than 128 tokens exist in the dev split
     assert on_disk["fused_ops"]["Attention"] == 1 and on_disk["agreement_vs_fp32"] == 1.0
     assert 0.0 <= metrics["accuracy"] <= 1.0 and 0.0 <= metrics["macro_f1"] <= 1.0
@@ -78,10 +83,12 @@ def test_run_experiment_writes_metrics_predictions_and_mlflow_run(
 
 def test_conversion_is_cached_by_content(tiny_model: Path, tmp_path: Path) -> None:
     prefix = tiny_model / "export" / "float32"
-    first = convert(prefix, 13, True, tmp_path)
+    first = convert(prefix, ConvertConfig(), tmp_path)
     mtime = first.stat().st_mtime_ns
-    assert convert(prefix, 13, True, tmp_path) == first and first.stat().st_mtime_ns == mtime
-    assert convert(prefix, 14, True, tmp_path) != first  # a different option is a different artifact
+    assert convert(prefix, ConvertConfig(), tmp_path) == first and first.stat().st_mtime_ns == mtime
+    assert (
+        convert(prefix, ConvertConfig(opset=14), tmp_path) != first
+    )  # a different option is a different artifact
     # Nothing was written beside the user's model.
     assert sorted(p.name for p in prefix.parent.iterdir()) == ["float32.json", "float32.pdiparams"]
 
@@ -92,7 +99,9 @@ def test_sorted_batches_give_the_same_logits_in_input_order(
     split = read_split(demo_data_dir, "dev", read_labels(demo_data_dir))
     texts = split.texts[:200]
     encoded = load_tokenizer(str(tiny_model / "tokenizer")).encode(texts, 128)
-    engine = Engine(convert(tiny_model / "export" / "float32", 13, True, tmp_path), DeviceConfig())
+    engine = OnnxRuntimeSession(
+        convert(tiny_model / "export" / "float32", ConvertConfig(), tmp_path), CpuDevice()
+    )
     plain = run_inference(engine, encoded, batch_size=1, sort_by_length=False)
     sorted_padded = run_inference(engine, encoded, batch_size=16, sort_by_length=True)
     fixed = run_inference(engine, encoded, batch_size=16, sort_by_length=False, fixed_length=128)

@@ -12,8 +12,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.cache import atomic_write_text
 from pipeline.config import MlflowConfig
-from pipeline.reports import sweep_rows, write_sweep_summary
-from pipeline.tracking import attach_run, environment_tags, start_run
+from pipeline.tracking.mlflow_runs import attach_run, environment_tags, start_run
+from pipeline.tracking.reports import sweep_rows, write_sweep_summary
 
 log = logging.getLogger(__name__)
 PARENT_RUN_FILE = "mlflow_parent_run.json"

@@ -11,9 +11,9 @@ import numpy as np
 import yaml
 
 from pipeline.cache import atomic_write_text
-from pipeline.tracking import run_name
+from pipeline.job_files import JOB_STATUS_FILE, METRICS_FILE
+from pipeline.tracking.mlflow_runs import run_name
 
-JOB_STATUS_FILE = "job_status.json"
 SUMMARY_COLUMNS = (
     "job",
     "overrides",
@@ -21,7 +21,7 @@ SUMMARY_COLUMNS = (
     "accuracy",
     "macro_f1",
     "latency_ms",
-    "latency_p95_ms",
+    "batch_latency_p95_ms",
     "throughput_sps",
     "e2e_ms",
     "model_size_mb",
@@ -82,7 +82,7 @@ def _job_row(job_dir: Path) -> dict[str, object]:
     status = json.loads(status_file.read_text()) if status_file.is_file() else {"status": "UNKNOWN"}
     row["status"] = status.get("status", "UNKNOWN")
     row["error"] = status.get("error", "")
-    metrics_file = job_dir / "metrics.json"
+    metrics_file = job_dir / METRICS_FILE
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
         for key in SUMMARY_COLUMNS:

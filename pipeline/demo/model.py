@@ -19,8 +19,8 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.data import read_labels, read_split
-from pipeline.export import EXPORT_PREFIX, export_static
-from pipeline.infer import pad_batch
+from pipeline.stages.export import EXPORT_PREFIX, export_static
+from pipeline.stages.infer import pad_batch
 
 SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[SEP]", "[UNK]", "[MASK]")
 _ASCII_PIECES = [chr(c) for c in range(ord("a"), ord("z") + 1)] + [str(d) for d in range(10)]
@@ -320,7 +320,7 @@ def main(argv: list[str] | None = None) -> None:
     import tempfile
 
     from pipeline.config import PROJECT_ROOT
-    from pipeline.demo_data import demo_dataset
+    from pipeline.demo.data import demo_dataset
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "assets" / "demo-model")

@@ -1,4 +1,4 @@
-"""Batched inference: length-sorted batches, per-batch padding, timed model calls, input order kept."""
+"""The infer stage: tokenize, sort by length, pad per batch, time the model calls, keep input order."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import psutil
 from tqdm import tqdm
 
-from pipeline.engine import Engine
-from pipeline.tokenizer import Encoded
+from pipeline.config import InferConfig
+from pipeline.engines import Engine
+from pipeline.tokenizer import Encoded, Tokenizer
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,8 @@ class InferenceResult:
     tokenize_seconds: float = 0.0
     # Padding, feed building and restoring input order: the work around the model calls.
     overhead_seconds: float = 0.0
+    # Resident memory of the process, sampled after every model call: what inference itself holds.
+    infer_peak_rss_bytes: int = 0
 
     @property
     def model_seconds(self) -> float:
@@ -53,6 +57,7 @@ def run_inference(
     engine: Engine,
     encoded: Encoded,
     batch_size: int,
+    *,
     sort_by_length: bool = True,
     fixed_length: int | None = None,
     warmup_batches: int = 0,
@@ -73,11 +78,14 @@ def run_inference(
         engine.run(feed)
     logits: np.ndarray | None = None
     seconds: list[float] = []
+    process = psutil.Process()
+    peak_rss = process.memory_info().rss
     loop_started = time.perf_counter()
     for batch, feed in zip(batches, tqdm(feeds, desc=desc, unit="batch", leave=False), strict=True):
         start = time.perf_counter()
         out = engine.run(feed)
         seconds.append(time.perf_counter() - start)
+        peak_rss = max(peak_rss, process.memory_info().rss)
         if logits is None:
             logits = np.empty((len(rows), out.shape[-1]), dtype=np.float32)
         logits[batch] = out
@@ -90,4 +98,31 @@ def run_inference(
         n_truncated=encoded.n_truncated,
         tokenize_seconds=tokenize_seconds,
         overhead_seconds=overhead,
+        infer_peak_rss_bytes=peak_rss,
+    )
+
+
+def infer(
+    texts: list[str],
+    tokenizer: Tokenizer,
+    engine: Engine,
+    options: InferConfig,
+    *,
+    batch_size: int,
+    max_seq_length: int,
+    desc: str,
+) -> InferenceResult:
+    """Tokenizes `texts` and runs them through `engine` as `options` say; logits in input order."""
+    started = time.perf_counter()
+    encoded = tokenizer.encode(texts, max_seq_length)
+    tokenize_seconds = time.perf_counter() - started
+    return run_inference(
+        engine,
+        encoded,
+        batch_size,
+        sort_by_length=options.sort_by_length,
+        fixed_length=max_seq_length if options.padding == "max_length" else None,
+        warmup_batches=options.warmup_batches,
+        desc=desc,
+        tokenize_seconds=tokenize_seconds,
     )

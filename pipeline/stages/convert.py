@@ -1,4 +1,4 @@
-"""Paddle static graph -> ONNX with paddle2onnx, cached by content."""
+"""The convert stage: Paddle static graph -> ONNX with paddle2onnx, cached by content."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.cache import cached_artifact, content_key
+from pipeline.config import ConvertConfig
 from pipeline.errors import ModelError
 
 MODEL_FILE = "model.onnx"
@@ -65,11 +66,12 @@ def _export(files: PaddleModelFiles, opset: int, checker: bool, out_dir: Path) -
         raise ModelError(f"paddle2onnx wrote no model for {files.graph}: {log.getvalue()[-500:]}")
 
 
-def convert(path_prefix: str | Path, opset: int, checker: bool, cache_dir: Path) -> Path:
+def convert(path_prefix: str | Path, options: ConvertConfig, cache_dir: Path) -> Path:
     """Returns the path of the ONNX model, converting only when no cached copy exists."""
     import paddle2onnx
 
     files = find_model_files(path_prefix)
+    opset, checker = options.opset, options.onnx_checker
     key = content_key(
         graph=files.graph,
         params=files.params,

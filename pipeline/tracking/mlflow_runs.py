@@ -2,21 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
+import importlib.metadata
 import logging
 import os
 import platform
 import subprocess
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
 
-from pipeline.config import MlflowConfig
+from pipeline.config import PROJECT_ROOT, MlflowConfig
 
 # MLflow caps a param value at 6000 characters.
 _MAX_PARAM_CHARS = 6000
@@ -64,19 +63,18 @@ def _git_commit(root: Path) -> str:
         return "unknown"
 
 
+def _installed_version(distribution: str) -> str:
+    """A package's version without importing it (importing paddle takes seconds)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
+
+
 def environment_tags() -> dict[str, str]:
     """Where and with what a run ran: enough to tell two runs' numbers apart."""
     import onnxruntime
-    import paddle2onnx
 
-    from pipeline.config import PROJECT_ROOT
-
-    try:
-        import paddle
-
-        paddle_version = paddle.__version__
-    except ImportError:
-        paddle_version = "not installed"
     return {
         "git_commit": _git_commit(PROJECT_ROOT),
         "host": platform.node(),
@@ -84,49 +82,52 @@ def environment_tags() -> dict[str, str]:
         "cpu_count": str(os.cpu_count()),
         "onnxruntime": onnxruntime.__version__,
         "onnxruntime_providers": ",".join(onnxruntime.get_available_providers()),
-        "paddle": paddle_version,
-        "paddle2onnx": paddle2onnx.__version__,
+        "paddle": _installed_version("paddlepaddle"),
+        "paddle2onnx": _installed_version("paddle2onnx"),
         "python": platform.python_version(),
     }
 
 
-def _setup_lock(tracking_uri: str) -> FileLock:
-    """One lock per tracking store: parallel jobs must not race to create the schema or experiment."""
-    digest = hashlib.sha256(tracking_uri.encode()).hexdigest()[:16]
-    return FileLock(os.path.join(tempfile.gettempdir(), f"ernie-onnx-mlflow-{digest}.lock"))
+def _sqlite_path(tracking_uri: str) -> Path | None:
+    return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
+
+
+def _store_lock(tracking_uri: str) -> AbstractContextManager:
+    """Serialises writes to a SQLite store from parallel jobs (a lock file beside the database);
+    a tracking server serialises them itself."""
+    database = _sqlite_path(tracking_uri)
+    return FileLock(f"{database}.lock") if database is not None else nullcontext()
 
 
 _BATCH = 100  # MLflow's log_batch takes at most 100 params per call
 
 
-def _prepare_store(cfg: MlflowConfig) -> None:
-    logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    if cfg.tracking_uri.startswith("sqlite:///"):
-        Path(cfg.tracking_uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-
-
 def _artifact_location(cfg: MlflowConfig) -> str | None:
-    """Artifacts beside a SQLite database (MLflow's default is ./mlruns under whatever the cwd is)."""
-    if not cfg.tracking_uri.startswith("sqlite:///"):
+    """Artifacts beside a SQLite database (MLflow's default is ./mlruns under whatever the cwd is);
+    a tracking server decides for itself."""
+    database = _sqlite_path(cfg.tracking_uri)
+    if database is None:
         return None
-    database = Path(cfg.tracking_uri.removeprefix("sqlite:///"))
     return (database.parent / "mlartifacts" / cfg.experiment_name).resolve().as_uri()
 
 
-def open_experiment(cfg: MlflowConfig) -> tuple[Any, str, FileLock]:
+def open_experiment(cfg: MlflowConfig) -> tuple[Any, str, AbstractContextManager]:
     """(client, experiment id, lock): the lock serialises writes from parallel jobs."""
     from mlflow import MlflowClient
 
-    _prepare_store(cfg)
-    lock = _setup_lock(cfg.tracking_uri)
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+    database = _sqlite_path(cfg.tracking_uri)
+    if database is not None:
+        database.parent.mkdir(parents=True, exist_ok=True)
+    lock = _store_lock(cfg.tracking_uri)
     with lock:
         client = MlflowClient(cfg.tracking_uri)
         experiment = client.get_experiment_by_name(cfg.experiment_name)
         experiment_id = (
             experiment.experiment_id
             if experiment is not None
-            else client.create_experiment(cfg.experiment_name)
+            else client.create_experiment(cfg.experiment_name, artifact_location=_artifact_location(cfg))
         )
     return client, experiment_id, lock
 
@@ -134,7 +135,7 @@ def open_experiment(cfg: MlflowConfig) -> tuple[Any, str, FileLock]:
 class TrackedRun:
     """One MLflow run, written through an explicit client (no global active run)."""
 
-    def __init__(self, client: Any, run_id: str, lock: FileLock) -> None:
+    def __init__(self, client: Any, run_id: str, lock: AbstractContextManager) -> None:
         self._client = client
         self._lock = lock
         self.run_id = run_id
