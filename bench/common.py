@@ -6,18 +6,17 @@ import argparse
 import platform
 from pathlib import Path
 
-import numpy as np
-
 from pipeline.cache import atomic_write_text
-from pipeline.config import PROJECT_ROOT
-from pipeline.devices import CpuDevice
-from pipeline.engines.onnxruntime import OnnxRuntimeSession
+from pipeline.config import Config, compose_config
+from pipeline.runner import open_engine
 from pipeline.stages.infer import InferenceResult, run_inference
 from pipeline.tokenizer import Encoded
 from pipeline.tracking.mlflow_runs import environment_tags
 
-CACHE_DIR = PROJECT_ROOT / ".cache"
-DEMO_MODEL = PROJECT_ROOT / "assets" / "demo-model"
+
+def cache_dir() -> Path:
+    """The jobs' own cache (`cache_dir`, ERNIE_ONNX_CACHE where set)."""
+    return Path(compose_config().cache_dir)
 
 
 def parse_arguments(description: str, default_out: Path) -> argparse.Namespace:
@@ -42,12 +41,27 @@ def machine_lines() -> list[str]:
     ]
 
 
-def best_of(
-    model_path: Path, encoded: Encoded, batch_size: int, threads: int, repeats: int = 3
-) -> InferenceResult:
+def bench_config(args: argparse.Namespace, *overrides: str) -> Config:
+    """What `python run.py <overrides>` would run, with the benchmark's batch, length and threads.
+
+    Options come from conf/ exactly as for a job; the cache is the jobs' own (ERNIE_ONNX_CACHE).
+    """
+    return compose_config(
+        f"batch_size={args.batch_size}",
+        f"max_seq_length={args.max_seq_length}",
+        f"device.num_threads={args.threads}",
+        "mlflow.enabled=false",
+        *overrides,
+    )
+
+
+def best_of(config: Config, model_path: Path, encoded: Encoded, repeats: int = 3) -> InferenceResult:
     """Runs the whole set `repeats` times and keeps the fastest pass (least disturbed by noise)."""
-    engine = OnnxRuntimeSession(model_path, CpuDevice(num_threads=threads))
-    results = [run_inference(engine, encoded, batch_size, warmup_batches=2) for _ in range(repeats)]
+    engine = open_engine(config, model_path)
+    results = [
+        run_inference(engine, encoded, config.batch_size, warmup_batches=config.infer.warmup_batches)
+        for _ in range(repeats)
+    ]
     return min(results, key=lambda r: r.model_seconds)
 
 
@@ -59,10 +73,6 @@ def table(header: list[str], rows: list[list[str]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return lines
-
-
-def accuracy(logits: np.ndarray, gold: list[int]) -> float:
-    return float(np.mean(logits.argmax(-1) == np.asarray(gold)))
 
 
 def replace_section(path: Path, name: str, lines: list[str]) -> None:

@@ -1,78 +1,57 @@
 """Fusion / FP16 / INT8 variants side by side: accuracy, agreement with FP32, model time, size.
 
-    .venv/bin/python bench/optimize_bench.py          # writes docs/benchmarks/optimize.md
+    .venv/bin/python -m bench.optimize_bench          # writes docs/benchmarks/optimize.md
 
-Models: the demo ERNIE on the demo dev split, and the ERNIE 3.0 Medium architecture
+Each variant is a set of `run.py` overrides, composed from conf/ and built by the runner's own
+stages. Models: the demo ERNIE on the demo dev split, and the ERNIE 3.0 Medium architecture
 (random weights) on the first `--medium-samples` dev texts.
 """
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (
-    CACHE_DIR,
-    DEMO_MODEL,
-    accuracy,
-    best_of,
-    machine_lines,
-    ms_per_sample,
-    parse_arguments,
-    table,
-)
+from bench.common import bench_config, best_of, machine_lines, ms_per_sample, parse_arguments, table
 from pipeline.cache import atomic_write_text
-from pipeline.config import PROJECT_ROOT, ConvertConfig, compose_config
+from pipeline.config import PROJECT_ROOT
 from pipeline.data import read_labels, read_split
-from pipeline.demo.data import demo_dataset
-from pipeline.precisions.fp16 import Fp16Precision
-from pipeline.precisions.fp32 import Fp32Precision
-from pipeline.precisions.int8 import Int8Precision, QuantizationConfig
-from pipeline.stages.convert import convert
-from pipeline.stages.export import export_random
-from pipeline.stages.optimize import optimize
-from pipeline.tokenizer import load_tokenizer
+from pipeline.runner import dataset_dir, prepare_model, serving_tokenizer
+from pipeline.stages.evaluate import accuracy
 
 INT8_VARIANTS = [
-    QuantizationConfig(),
-    QuantizationConfig(weight_type="QUInt8"),
-    QuantizationConfig(per_channel=True),
-    QuantizationConfig(reduce_range=True),
-    QuantizationConfig(op_types=["MatMul"]),
+    [],
+    ["precision.quantization.weight_type=QUInt8"],
+    ["precision.quantization.per_channel=true"],
+    ["precision.quantization.reduce_range=true"],
+    ["precision.quantization.op_types=[MatMul]"],
 ]
 
 
-def variants(include_fp16: bool) -> list[tuple[str, Fp32Precision | Fp16Precision | Int8Precision, bool]]:
+def variants(include_fp16: bool) -> list[tuple[str, list[str]]]:
     rows = [
-        ("fp32, no fusion", Fp32Precision(), False),
-        ("fp32, fused", Fp32Precision(), True),
+        ("fp32, no fusion", ["precision=fp32", "optimize.fusion=false"]),
+        ("fp32, fused", ["precision=fp32"]),
     ]
     if include_fp16:
-        rows.append(("fp16, fused", Fp16Precision(), True))
-    for q in INT8_VARIANTS:
-        label = (
-            f"int8 {q.weight_type}"
-            + (" per-channel" if q.per_channel else "")
-            + (" reduce-range" if q.reduce_range else "")
-        )
-        label += f" ops={'+'.join(q.op_types)}"
-        rows.append((label, Int8Precision(quantization=q), True))
+        rows.append(("fp16, fused", ["precision=fp16"]))
+    for changes in INT8_VARIANTS:
+        label = "int8 " + (" ".join(c.removeprefix("precision.quantization.") for c in changes) or "defaults")
+        rows.append((label, ["precision=int8", *changes]))
     return rows
 
 
 def bench_model(
-    title: str, prefix: Path, texts: list[str], gold: list[int] | None, args, include_fp16: bool
+    title: str, model_overrides: list[str], texts: list[str], gold: list[int] | None, args, include_fp16: bool
 ) -> list[str]:
-    encoded = load_tokenizer(str(DEMO_MODEL / "tokenizer")).encode(texts, args.max_seq_length)
-    onnx_path = convert(prefix, ConvertConfig(), CACHE_DIR)
     rows: list[list[str]] = []
     reference = None
     base_ms = None
-    for label, precision, fusion in variants(include_fp16):
-        model = optimize(onnx_path, precision, fusion=fusion, cache_dir=CACHE_DIR)
-        result = best_of(model.path, encoded, args.batch_size, args.threads)
+    for label, overrides in variants(include_fp16):
+        config = bench_config(args, *model_overrides, *overrides)
+        tokenizer, _ = serving_tokenizer(config.model, config.infer.tokenizer)
+        encoded = tokenizer.encode(texts, config.max_seq_length)
+        model = prepare_model(config, 2, tokenizer.pad_id).optimized
+        result = best_of(config, model.path, encoded)
         ms = ms_per_sample(result)
         if reference is None:
             reference, base_ms = result.logits, ms
@@ -81,7 +60,7 @@ def bench_model(
         rows.append(
             [
                 label,
-                f"{100 * accuracy(result.logits, gold):.2f}" if gold is not None else "n/a",
+                f"{100 * accuracy(result.logits.argmax(-1), np.asarray(gold)):.2f}" if gold else "n/a",
                 f"{100 * agreement:.2f}",
                 f"{ms:.3f}",
                 f"{base_ms / ms:.2f}x",
@@ -105,12 +84,12 @@ def bench_model(
 def main() -> None:
     args = parse_arguments(__doc__, PROJECT_ROOT / "docs" / "benchmarks" / "optimize.md")
 
-    data_dir = demo_dataset(CACHE_DIR)
+    data_dir = dataset_dir(bench_config(args))
     dev = read_split(data_dir, "dev", read_labels(data_dir))
     lines = [
         "# Optimization variants",
         "",
-        f"Generated by `bench/optimize_bench.py` (batch {args.batch_size}, "
+        f"Generated by `python -m bench.optimize_bench` (batch {args.batch_size}, "
         f"max_seq_length {args.max_seq_length}, {args.threads} threads, ONNX Runtime CPU, "
         "length-sorted batches; model time only, best of 3 passes).",
         "",
@@ -118,19 +97,11 @@ def main() -> None:
         "",
     ]
     lines += bench_model(
-        "Demo ERNIE, demo dev split (2,000 reviews)",
-        DEMO_MODEL / "export" / "float32",
-        dev.texts,
-        dev.label_ids,
-        args,
-        True,
+        "Demo ERNIE, demo dev split (2,000 reviews)", [], dev.texts, dev.label_ids, args, True
     )
-    medium_config = compose_config("model=ernie-3.0-medium-zh", "model.weights=random").model
-    pad_id = load_tokenizer(str(DEMO_MODEL / "tokenizer")).pad_id
-    medium = export_random(medium_config, 2, pad_id, CACHE_DIR)
     lines += bench_model(
         f"ERNIE 3.0 Medium architecture (random weights), first {args.medium_samples} dev reviews",
-        medium,
+        ["model=ernie-3.0-medium-zh", "model.weights=random"],
         dev.texts[: args.medium_samples],
         None,
         args,

@@ -1,17 +1,16 @@
 """The seed's deploy approach and this pipeline side by side, same model, data and threads.
 
-    .venv/bin/python bench/seed_vs_pipeline.py   # writes its section of docs/BENCHMARKS.md
+    .venv/bin/python -m bench.seed_vs_pipeline   # writes its section of docs/BENCHMARKS.md
 
 Seed (PaddleNLP multi_class deploy/predictor): paddle2onnx + plain ONNX Runtime session
 (intra-op threads set), PaddleNLP tokenizer over the whole split padded to its longest text
 (capped at max_seq_length), batches in file order, INT8 = quantize_dynamic defaults.
-Pipeline: attention/LayerNorm/GELU fusion, fast tokenizer, length-sorted batches padded per
-batch, INT8 with conf/precision/int8.yaml options.
+Pipeline: the runner's own stages with the options of conf/ (`precision=fp32|int8`): fusion,
+fast tokenizer, length-sorted batches padded per batch.
 """
 
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,30 +18,18 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import (
-    CACHE_DIR,
-    DEMO_MODEL,
-    accuracy,
-    machine_lines,
-    parse_arguments,
-    replace_section,
-    table,
-)
-from pipeline.config import PROJECT_ROOT, ArchitectureConfig, ConvertConfig, compose_config
+from bench.common import bench_config, machine_lines, parse_arguments, replace_section, table
+from pipeline.config import DEMO_MODEL_DIR, PROJECT_ROOT, ArchitectureConfig, Config
 from pipeline.data import read_labels, read_split
-from pipeline.demo.data import demo_dataset
-from pipeline.devices import CpuDevice
-from pipeline.engines.onnxruntime import OnnxRuntimeSession
-from pipeline.precisions.fp32 import Fp32Precision
-from pipeline.precisions.int8 import Int8Precision
-from pipeline.stages.convert import convert
-from pipeline.stages.evaluate import latency_metrics
-from pipeline.stages.export import export_random
-from pipeline.stages.infer import pad_batch, run_inference
-from pipeline.stages.optimize import optimize
+from pipeline.runner import dataset_dir, open_engine, prepare_model, run_texts, serving_tokenizer
+from pipeline.stages.evaluate import accuracy, latency_metrics
+from pipeline.stages.infer import pad_batch
 from pipeline.tokenizer import load_tokenizer
+
+MODELS = {
+    "demo ERNIE": [],
+    "ERNIE 3.0 Medium (random weights)": ["model=ernie-3.0-medium-zh", "model.weights=random"],
+}
 
 
 def seed_run(onnx_path: Path, int8: bool, texts: list[str], args) -> tuple[np.ndarray, float, float]:
@@ -56,7 +43,7 @@ def seed_run(onnx_path: Path, int8: bool, texts: list[str], args) -> tuple[np.nd
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
-    tokenizer = load_tokenizer(str(DEMO_MODEL / "tokenizer"), "paddlenlp")
+    tokenizer = load_tokenizer(str(DEMO_MODEL_DIR / "tokenizer"), "paddlenlp")
     started = time.perf_counter()
     encoded = tokenizer.encode(texts, args.max_seq_length)
     width = max(len(r) for r in encoded.input_ids)  # the whole split's longest text, capped
@@ -72,28 +59,21 @@ def seed_run(onnx_path: Path, int8: bool, texts: list[str], args) -> tuple[np.nd
     return np.concatenate(logits), time.perf_counter() - started, tokenize_seconds
 
 
-def pipeline_run(onnx_path: Path, int8: bool, texts: list[str], args) -> dict:
-    precision = Int8Precision() if int8 else Fp32Precision()
-    model = optimize(onnx_path, precision, fusion=True, cache_dir=CACHE_DIR)
-    engine = OnnxRuntimeSession(
-        model.path, CpuDevice(num_threads=args.threads), args.batch_size, args.max_seq_length
-    )
-    tokenizer = load_tokenizer(str(DEMO_MODEL / "tokenizer"), "fast")
-    started = time.perf_counter()
-    encoded = tokenizer.encode(texts, args.max_seq_length)
-    tokenize_seconds = time.perf_counter() - started
-    result = run_inference(
-        engine, encoded, args.batch_size, warmup_batches=2, tokenize_seconds=tokenize_seconds
-    )
+def pipeline_run(config: Config, texts: list[str]) -> dict:
+    """The job's own stages: prepare_model (convert + optimize), open_engine, run_texts."""
+    tokenizer, _ = serving_tokenizer(config.model, config.infer.tokenizer)
+    model = prepare_model(config, 2, tokenizer.pad_id)
+    result = run_texts(config, texts, tokenizer, open_engine(config, model.optimized.path), "pipeline")
     return {
+        "onnx_path": model.onnx_path,
         "result": result,
         "metrics": latency_metrics(result),
-        "lengths": [len(r) for r in encoded.input_ids],
+        "lengths": [len(r) for r in tokenizer.encode(texts, config.max_seq_length).input_ids],
     }
 
 
 def accuracy_text(logits: np.ndarray, gold: list[int] | None) -> str:
-    return f"{100 * accuracy(logits, gold):.2f}" if gold else "n/a (random weights)"
+    return f"{100 * accuracy(logits.argmax(-1), np.asarray(gold)):.2f}" if gold else "n/a (random weights)"
 
 
 def flops_per_sample(arch: ArchitectureConfig, length: int) -> float:
@@ -122,27 +102,19 @@ def _timed(fn) -> float:
 def main() -> None:
     args = parse_arguments(__doc__, PROJECT_ROOT / "docs" / "BENCHMARKS.md")
 
-    data_dir = demo_dataset(CACHE_DIR)
+    data_dir = dataset_dir(bench_config(args))
     dev = read_split(data_dir, "dev", read_labels(data_dir))
-    medium = compose_config("model=ernie-3.0-medium-zh", "model.weights=random").model
-    pad_id = load_tokenizer(str(DEMO_MODEL / "tokenizer")).pad_id
-    models = [
-        ("demo ERNIE", DEMO_MODEL / "export" / "float32", dev.texts, dev.label_ids),
-        (
-            "ERNIE 3.0 Medium (random weights)",
-            export_random(medium, 2, pad_id, CACHE_DIR),
-            dev.texts[: args.medium_samples],
-            None,
-        ),
-    ]
     rows = []
     gflops_lines = []
-    for title, prefix, texts, gold in models:
-        onnx_path = convert(prefix, ConvertConfig(), CACHE_DIR)
+    for title, model_overrides in MODELS.items():
+        random_weights = "model.weights=random" in model_overrides
+        texts = dev.texts[: args.medium_samples] if random_weights else dev.texts
+        gold = None if random_weights else dev.label_ids
         fp32_model_ms = None
         for int8 in (False, True):
-            seed_logits, seed_model_s, seed_tok_s = seed_run(onnx_path, int8, texts, args)
-            ours = pipeline_run(onnx_path, int8, texts, args)
+            config = bench_config(args, *model_overrides, f"precision={'int8' if int8 else 'fp32'}")
+            ours = pipeline_run(config, texts)
+            seed_logits, seed_model_s, seed_tok_s = seed_run(ours["onnx_path"], int8, texts, args)
             n = len(texts)
             seed_e2e = 1000 * (seed_model_s + seed_tok_s) / n
             m = ours["metrics"]
@@ -172,7 +144,7 @@ def main() -> None:
                     for s in range(0, n, args.batch_size)
                 ]
                 flops = sum(
-                    size * flops_per_sample(medium.architecture, width)
+                    size * flops_per_sample(config.model.architecture, width)
                     for size, width in zip(result.batch_sizes, widths, strict=True)
                 )
                 achieved = flops / result.model_seconds / 1e9
@@ -198,7 +170,7 @@ def main() -> None:
     lines = [
         "## The seed's approach vs this pipeline",
         "",
-        f"Generated by `bench/seed_vs_pipeline.py`: batch {args.batch_size}, max_seq_length "
+        f"Generated by `python -m bench.seed_vs_pipeline`: batch {args.batch_size}, max_seq_length "
         f"{args.max_seq_length}, {args.threads} intra-op threads for both, ONNX Runtime CPU. "
         "e2e = tokenization + padding/feeds + model time, per sample; model = ONNX Runtime calls only "
         "(the seed's latency definition).",
@@ -209,7 +181,7 @@ def main() -> None:
         "",
         *gflops_lines,
         "",
-        "More: [fusion / FP16 / INT8 variants](benchmarks/optimize.md) (`bench/optimize_bench.py`).",
+        "More: [fusion / FP16 / INT8 variants](benchmarks/optimize.md) (`python -m bench.optimize_bench`).",
         "No GPU machine was available when these were measured; GPU rows (CUDA EP, TensorRT EP) are not "
         "measured yet.",
     ]

@@ -1,11 +1,16 @@
-"""Shared fixtures: the real demo corpus and a tiny ERNIE trained on it in seconds."""
+"""Shared fixtures: the real demo corpus, a tiny ERNIE trained on it in seconds, run.py as users call it."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from pipeline.config import PROJECT_ROOT
 from pipeline.demo.data import demo_dataset
 from pipeline.demo.model import TrainConfig, train_demo_model
 
@@ -41,3 +46,34 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, demo_data_dir: Path) ->
     out = tmp_path_factory.mktemp("tiny-model")
     train_demo_model(demo_data_dir, out, TINY)
     return out
+
+
+RunCli = Callable[..., subprocess.CompletedProcess]
+
+
+@pytest.fixture
+def run_cli(tmp_path: Path, cache_dir: Path) -> RunCli:
+    """`python run.py ARGS` from `tmp_path` (relative output paths land there), sharing the test cache."""
+
+    def run(*args: str, timeout: int = 600, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, str(PROJECT_ROOT / "run.py"), *args],
+            cwd=tmp_path,
+            env={**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir), **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    return run
+
+
+@pytest.fixture
+def user_overrides(tiny_model: Path, tmp_path: Path) -> list[str]:
+    """The tiny model as a user's own export, tracked in a SQLite store under `tmp_path`."""
+    return [
+        f"model.path_prefix={tiny_model / 'export' / 'float32'}",
+        f"model.name_or_path={tiny_model / 'tokenizer'}",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        "mlflow.experiment_name=cli-test",
+    ]

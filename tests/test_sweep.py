@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.test_cli import run_cli, user_overrides
+from tests.conftest import RunCli
 
 pytestmark = pytest.mark.slow
 
@@ -21,18 +21,18 @@ def runs_by_kind(tracking_uri: str, experiment: str) -> tuple[list, list]:
     return parents, children
 
 
-def test_parallel_joblib_sweep_loses_no_run(tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+def test_parallel_joblib_sweep_loses_no_run(
+    run_cli: RunCli, user_overrides: list[str], tmp_path: Path
+) -> None:
     result = run_cli(
         "-m",
-        *user_overrides(tiny_model, tmp_path),
+        *user_overrides,
         "hydra/launcher=joblib",
         "hydra.launcher.n_jobs=2",
         "precision=fp32,int8",
         "batch_size=4,16",
         "infer.predict_data=false",
         "hydra.sweep.dir=sweep",
-        tmp_path=tmp_path,
-        cache_dir=cache_dir,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     parents, children = runs_by_kind(f"sqlite:///{tmp_path}/mlflow.db", "cli-test")
@@ -67,7 +67,7 @@ def test_parallel_joblib_sweep_loses_no_run(tiny_model: Path, cache_dir: Path, t
 
 
 def test_failing_job_is_recorded_and_the_sweep_goes_on(
-    tiny_model: Path, cache_dir: Path, tmp_path: Path
+    run_cli: RunCli, user_overrides: list[str], tmp_path: Path
 ) -> None:
     data = tmp_path / "data"
     data.mkdir()
@@ -76,13 +76,7 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(
     (data / "test.txt").write_text("很好\tpositive\n坏了\tbroken-label\n")
     (data / "data.txt").write_text("还行\n")
     result = run_cli(
-        "-m",
-        *user_overrides(tiny_model, tmp_path),
-        f"dataset.dir={data}",
-        "dataset.eval_split=dev,test",
-        "hydra.sweep.dir=sweep",
-        tmp_path=tmp_path,
-        cache_dir=cache_dir,
+        "-m", *user_overrides, f"dataset.dir={data}", "dataset.eval_split=dev,test", "hydra.sweep.dir=sweep"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "1 finished, 1 failed" in result.stdout
@@ -96,19 +90,16 @@ def test_failing_job_is_recorded_and_the_sweep_goes_on(
     assert "broken-label" in rows["dataset.eval_split=test"]["error"]
 
 
-def test_seed_table_skips_gpu_rows_without_cuda(tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+def test_seed_table_skips_gpu_rows_without_cuda(
+    run_cli: RunCli, user_overrides: list[str], tmp_path: Path
+) -> None:
     pytest.importorskip("onnxruntime")
     import onnxruntime
 
     if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
         pytest.skip("this machine has CUDA: the GPU rows run")
     result = run_cli(
-        "experiment=seed_table",
-        *user_overrides(tiny_model, tmp_path),
-        "infer.predict_data=false",
-        "hydra.sweep.dir=sweep",
-        tmp_path=tmp_path,
-        cache_dir=cache_dir,
+        "experiment=seed_table", *user_overrides, "infer.predict_data=false", "hydra.sweep.dir=sweep"
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("skipped +seed_row=gpu_") == 2
