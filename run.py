@@ -6,10 +6,16 @@ python run.py -m precision=fp32,int8 batch_size=1,32   # a sweep, one MLflow par
 
 from __future__ import annotations
 
+import warnings
+
 import hydra
 from omegaconf import DictConfig
 
 from pipeline.job import run_job
+
+# conf/hydra/launcher/ray.yaml deliberately takes the place of the plugin's own `ray` launcher
+# config (same name, our launcher class): Hydra warns about the name on every sweep.
+warnings.filterwarnings("ignore", message=".*hydra/launcher/ray' is validated against ConfigStore schema")
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")

@@ -9,6 +9,7 @@ half-written artifact and parallel jobs build each artifact once.
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import json
 import os
 import shutil
@@ -20,6 +21,14 @@ from typing import Any
 from filelock import FileLock
 
 _CHUNK = 1 << 20
+
+
+def installed_version(distribution: str) -> str:
+    """A package's version for cache keys and run tags, without importing it (paddle takes seconds)."""
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return "not installed"
 
 
 def file_digest(path: Path) -> str:

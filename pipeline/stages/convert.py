@@ -9,7 +9,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.cache import cached_artifact, content_key
+from pipeline.cache import cached_artifact, content_key, installed_version
 from pipeline.config import ConvertConfig
 from pipeline.errors import ModelError
 
@@ -68,8 +68,6 @@ def _export(files: PaddleModelFiles, opset: int, checker: bool, out_dir: Path) -
 
 def convert(path_prefix: str | Path, options: ConvertConfig, cache_dir: Path) -> Path:
     """Returns the path of the ONNX model, converting only when no cached copy exists."""
-    import paddle2onnx
-
     files = find_model_files(path_prefix)
     opset, checker = options.opset, options.onnx_checker
     key = content_key(
@@ -77,7 +75,7 @@ def convert(path_prefix: str | Path, options: ConvertConfig, cache_dir: Path) ->
         params=files.params,
         opset=opset,
         checker=checker,
-        paddle2onnx=paddle2onnx.__version__,
+        paddle2onnx=installed_version("paddle2onnx"),
         code=Path(__file__),
     )
     folder, _ = cached_artifact(cache_dir, "onnx", key, lambda out: _export(files, opset, checker, out))

@@ -11,16 +11,15 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.cache import cached_artifact, content_key
+from pipeline.cache import cached_artifact, content_key, installed_version
 from pipeline.config import ArchitectureConfig, ModelConfig, names_a_path
+from pipeline.engines.base import GRAPH_INPUTS
 from pipeline.errors import ModelError
 
 log = logging.getLogger(__name__)
 
 EXPORT_PREFIX = Path("export") / "float32"
 CHECKPOINT_FILES = ("model_state.pdparams", "config.json")
-# The order of the exported graph's inputs (a subset of them, by `model.inputs`).
-_INPUT_ORDER = ("input_ids", "token_type_ids", "task_type_ids", "attention_mask")
 
 
 def export_static(model, path_prefix: Path, inputs: list[str]) -> None:
@@ -49,7 +48,7 @@ def export_static(model, path_prefix: Path, inputs: list[str]) -> None:
     model.eval()
     spec = [
         paddle.static.InputSpec(shape=[None, None], dtype="int64", name=name) if name in inputs else None
-        for name in _INPUT_ORDER
+        for name in GRAPH_INPUTS
     ]
     while spec[-1] is None:
         spec.pop()
@@ -99,7 +98,6 @@ def export_random(model: ModelConfig, num_labels: int, pad_id: int, cache_dir: P
 
     `pad_id` is the serving tokenizer's: the graph masks attention where input_ids == pad.
     """
-    import paddle
 
     key = content_key(
         architecture=asdict(model.architecture),
@@ -107,7 +105,7 @@ def export_random(model: ModelConfig, num_labels: int, pad_id: int, cache_dir: P
         num_labels=num_labels,
         pad_id=pad_id,
         seed=seed,
-        paddle=paddle.__version__,
+        paddle=installed_version("paddlepaddle"),
         code=Path(__file__),
     )
 
@@ -159,7 +157,6 @@ def load_checkpoint(checkpoint: str, architecture: ArchitectureConfig, num_label
 
 def export_checkpoint(model: ModelConfig, num_labels: int, cache_dir: Path) -> Path:
     """The static-graph prefix of `model.checkpoint`, exported once per checkpoint content."""
-    import paddle
 
     assert model.checkpoint is not None
     files = checkpoint_files(model.checkpoint)
@@ -168,7 +165,7 @@ def export_checkpoint(model: ModelConfig, num_labels: int, cache_dir: Path) -> P
         checkpoint=source,
         model_class=model.architecture.model_class,
         inputs=model.inputs,
-        paddle=paddle.__version__,
+        paddle=installed_version("paddlepaddle"),
         code=Path(__file__),
     )
 

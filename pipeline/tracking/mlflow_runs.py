@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.metadata
+import contextlib
 import logging
 import os
 import platform
@@ -15,7 +15,11 @@ from typing import Any
 
 from filelock import FileLock
 
+from pipeline.cache import installed_version
 from pipeline.config import PROJECT_ROOT, MlflowConfig
+from pipeline.errors import TrackingError
+
+log = logging.getLogger(__name__)
 
 # MLflow caps a param value at 6000 characters.
 _MAX_PARAM_CHARS = 6000
@@ -63,14 +67,6 @@ def _git_commit(root: Path) -> str:
         return "unknown"
 
 
-def _installed_version(distribution: str) -> str:
-    """A package's version without importing it (importing paddle takes seconds)."""
-    try:
-        return importlib.metadata.version(distribution)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def environment_tags() -> dict[str, str]:
     """Where and with what a run ran: enough to tell two runs' numbers apart."""
     import onnxruntime
@@ -82,8 +78,8 @@ def environment_tags() -> dict[str, str]:
         "cpu_count": str(os.cpu_count()),
         "onnxruntime": onnxruntime.__version__,
         "onnxruntime_providers": ",".join(onnxruntime.get_available_providers()),
-        "paddle": _installed_version("paddlepaddle"),
-        "paddle2onnx": _installed_version("paddle2onnx"),
+        "paddle": installed_version("paddlepaddle"),
+        "paddle2onnx": installed_version("paddle2onnx"),
         "python": platform.python_version(),
     }
 
@@ -100,15 +96,51 @@ def _store_lock(tracking_uri: str) -> AbstractContextManager:
 
 
 _BATCH = 100  # MLflow's log_batch takes at most 100 params per call
+# A tracking server that does not answer is an error in seconds, not minutes of retries
+# (MLflow's own defaults: 7 retries with exponential backoff, 120 s per request).
+_HTTP_DEFAULTS = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
+}
+_PROBE_SECONDS = 5
 
 
 def _artifact_location(cfg: MlflowConfig) -> str | None:
     """Artifacts beside a SQLite database (MLflow's default is ./mlruns under whatever the cwd is);
-    a tracking server decides for itself."""
+    a tracking server decides for itself (`--artifacts-destination`)."""
     database = _sqlite_path(cfg.tracking_uri)
     if database is None:
         return None
     return (database.parent / "mlartifacts" / cfg.experiment_name).resolve().as_uri()
+
+
+@contextmanager
+def store_errors(tracking_uri: str, what: str) -> Iterator[None]:
+    """Any failure of the tracking store (server gone, database locked or read-only) as one TrackingError."""
+    try:
+        yield
+    except TrackingError:
+        raise
+    except Exception as exc:  # MLflow, SQLAlchemy and requests raise many types for the same event
+        detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise TrackingError(f"MLflow tracking store {tracking_uri}: could not {what} ({detail})") from None
+
+
+def _check_server(tracking_uri: str) -> None:
+    """A tracking server must answer its health check within seconds."""
+    import requests
+
+    for key, value in _HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    try:
+        requests.get(tracking_uri.rstrip("/") + "/health", timeout=_PROBE_SECONDS).raise_for_status()
+    except requests.RequestException as exc:
+        reason = type(exc).__name__ if isinstance(exc, requests.ConnectionError | requests.Timeout) else exc
+        raise TrackingError(
+            f"MLflow tracking server {tracking_uri} is unreachable ({reason}); start it (make mlflow-server) "
+            "or set mlflow.tracking_uri"
+        ) from None
 
 
 def open_experiment(cfg: MlflowConfig) -> tuple[Any, str, AbstractContextManager]:
@@ -120,31 +152,45 @@ def open_experiment(cfg: MlflowConfig) -> tuple[Any, str, AbstractContextManager
     database = _sqlite_path(cfg.tracking_uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
+    if cfg.tracking_uri.startswith(("http://", "https://")):
+        _check_server(cfg.tracking_uri)
     lock = _store_lock(cfg.tracking_uri)
-    with lock:
+    with lock, store_errors(cfg.tracking_uri, f"open experiment {cfg.experiment_name!r}"):
         client = MlflowClient(cfg.tracking_uri)
         experiment = client.get_experiment_by_name(cfg.experiment_name)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else client.create_experiment(cfg.experiment_name, artifact_location=_artifact_location(cfg))
-        )
+        if experiment is not None:
+            return client, experiment.experiment_id, lock
+        try:
+            experiment_id = client.create_experiment(
+                cfg.experiment_name, artifact_location=_artifact_location(cfg)
+            )
+        except Exception:  # another job on another machine created it first
+            experiment = client.get_experiment_by_name(cfg.experiment_name)
+            if experiment is None:
+                raise
+            experiment_id = experiment.experiment_id
     return client, experiment_id, lock
 
 
 class TrackedRun:
     """One MLflow run, written through an explicit client (no global active run)."""
 
-    def __init__(self, client: Any, run_id: str, lock: AbstractContextManager) -> None:
+    def __init__(self, client: Any, run_id: str, lock: AbstractContextManager, tracking_uri: str) -> None:
         self._client = client
         self._lock = lock
         self.run_id = run_id
+        self.tracking_uri = tracking_uri
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        with self._lock, store_errors(self.tracking_uri, f"{what} of run {self.run_id}"):
+            yield
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, v) for k, v in flatten(params).items()]
-        with self._lock:
+        with self._writing("log the params"):
             for start in range(0, len(items), _BATCH):
                 self._client.log_batch(self.run_id, params=items[start : start + _BATCH])
 
@@ -153,21 +199,21 @@ class TrackedRun:
 
         now = int(time.time() * 1000)
         items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
-        with self._lock:
+        with self._writing("log the metrics"):
             for start in range(0, len(items), _BATCH):
                 self._client.log_batch(self.run_id, metrics=items[start : start + _BATCH])
 
     def log_artifact(self, path: Path) -> None:
-        with self._lock:
+        with self._writing(f"upload {Path(path).name}"):
             self._client.log_artifact(self.run_id, str(path))
 
     def set_tags(self, tags: Mapping[str, str]) -> None:
-        with self._lock:
+        with self._writing("set the tags"):
             for key, value in tags.items():
                 self._client.set_tag(self.run_id, key, str(value)[:5000])
 
     def end(self, status: str) -> None:
-        with self._lock:
+        with self._writing(f"mark {status}"):
             self._client.set_terminated(self.run_id, status)
 
 
@@ -178,14 +224,28 @@ def start_run(
     all_tags = dict(tags)
     if parent_run_id:
         all_tags["mlflow.parentRunId"] = parent_run_id
-    with lock:
+    with lock, store_errors(cfg.tracking_uri, "start a run"):
         run = client.create_run(experiment_id, run_name=run_name, tags=all_tags)
-    return TrackedRun(client, run.info.run_id, lock)
+    return TrackedRun(client, run.info.run_id, lock, cfg.tracking_uri)
 
 
 def attach_run(cfg: MlflowConfig, run_id: str) -> TrackedRun:
     client, _, lock = open_experiment(cfg)
-    return TrackedRun(client, run_id, lock)
+    return TrackedRun(client, run_id, lock, cfg.tracking_uri)
+
+
+def find_run_by_tag(cfg: MlflowConfig, key: str, value: str) -> str | None:
+    """The newest run of the experiment whose tag `key` is `value`."""
+    client, experiment_id, lock = open_experiment(cfg)
+    quote = "'" if "'" not in value else '"'
+    with lock, store_errors(cfg.tracking_uri, f"search runs tagged {key}"):
+        runs = client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.{key} = {quote}{value}{quote}",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+        )
+    return runs[0].info.run_id if runs else None
 
 
 @contextmanager
@@ -196,16 +256,26 @@ def tracked_run(
     tags: Mapping[str, str],
     parent_run_id: str | None = None,
 ) -> Iterator[TrackedRun | None]:
-    """A run (None when tracking is off) that ends FINISHED, or FAILED with the error as a tag."""
+    """A run (None when tracking is off) that ends FINISHED, or FAILED with the error as a tag.
+
+    Where the store cannot be reached, the job still runs and writes its files (the body gets
+    None), and the TrackingError is raised once the body is done: no work is lost to tracking.
+    """
     if not cfg.enabled:
         yield None
         return
-    run = start_run(cfg, run_name, tags, parent_run_id)
-    run.log_params(params)
+    try:
+        run = start_run(cfg, run_name, tags, parent_run_id)
+        run.log_params(params)
+    except TrackingError as unreachable:
+        log.warning("%s -- the job runs on and keeps its files; nothing is logged", unreachable)
+        yield None
+        raise unreachable from None
     try:
         yield run
     except BaseException as exc:
-        run.set_tags({"error": f"{type(exc).__name__}: {exc}"})
-        run.end("FAILED")
+        with contextlib.suppress(TrackingError):
+            run.set_tags({"error": f"{type(exc).__name__}: {exc}"})
+            run.end("FAILED")
         raise
     run.end("FINISHED")
