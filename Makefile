@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 ARGS ?=
 
-.PHONY: setup run test test-fast lint format demo-model mlflow-ui clean
+.PHONY: setup run test test-fast lint format demo-model mlflow-ui mlflow-server clean
 
 setup: $(STAMP)
 
@@ -42,6 +42,18 @@ demo-model: setup
 
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+
+# A tracking server a team (or a Ray cluster's jobs) shares: runs in a SQLite database, artifacts
+# uploaded through the server into mlflow-server/artifacts. Bound to 127.0.0.1 unless told
+# otherwise: `make mlflow-server MLFLOW_HOST=0.0.0.0 MLFLOW_PORT=5000` opens it to the network.
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
+MLFLOW_SERVER_DIR ?= $(CURDIR)/mlflow-server
+mlflow-server: setup
+	mkdir -p $(MLFLOW_SERVER_DIR)/artifacts
+	$(VENV)/bin/mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) \
+		--backend-store-uri sqlite:///$(MLFLOW_SERVER_DIR)/mlflow.db \
+		--artifacts-destination $(MLFLOW_SERVER_DIR)/artifacts
 
 clean:
 	rm -rf .cache outputs/runs outputs/sweeps .pytest_cache

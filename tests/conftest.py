@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from pipeline.config import PROJECT_ROOT
@@ -77,3 +82,108 @@ def user_overrides(tiny_model: Path, tmp_path: Path) -> list[str]:
         f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
         "mlflow.experiment_name=cli-test",
     ]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def stop_process_group(process: subprocess.Popen) -> None:
+    """Stops a server we started (in its own session), and everything it spawned, by its process id."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=15)
+    # What it spawned may sit in process groups of its own, but never leaves its session.
+    for leftover in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getsid(leftover.pid) == process.pid:
+                leftover.kill()
+
+
+def wait_until(ready: Callable[[], bool], what: str, process: subprocess.Popen, seconds: float = 120) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}")
+        if ready():
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"{what} not ready after {seconds} s")
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 as `make mlflow-server` starts it: SQLite + served artifacts."""
+    import requests
+
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    log = (folder / "server.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("mlflow")),
+            "server",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            f"--backend-store-uri=sqlite:///{folder}/mlflow.db",
+            f"--artifacts-destination={folder}/artifacts",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    uri = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        try:
+            return requests.get(f"{uri}/health", timeout=2).ok
+        except requests.RequestException:
+            return False
+
+    try:
+        wait_until(healthy, "mlflow server", process)
+        yield uri
+    finally:
+        stop_process_group(process)
+        log.close()
+
+
+@pytest.fixture(scope="session")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Ray cluster (head node, 2 CPUs) as `ray start --head` starts one; yields its address."""
+    pytest.importorskip("ray")
+    port = free_port()
+    log = (tmp_path_factory.mktemp("ray-head") / "ray.log").open("w")
+    process = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            "--block",
+            f"--port={port}",
+            "--num-cpus=2",
+            "--include-dashboard=false",
+            "--disable-usage-stats",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def listening() -> bool:
+        with socket.socket() as probe:
+            return probe.connect_ex(("127.0.0.1", port)) == 0
+
+    try:
+        wait_until(listening, "ray head", process)
+        time.sleep(3)  # the raylet registers after the GCS listens
+        yield f"127.0.0.1:{port}"
+    finally:
+        stop_process_group(process)
+        log.close()

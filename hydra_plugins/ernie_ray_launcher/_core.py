@@ -6,29 +6,33 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import ray
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray
 from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
 from omegaconf import OmegaConf, open_dict
 
 from pipeline.job_files import record_lost_job
 
+if TYPE_CHECKING:
+    import ray
+
 log = logging.getLogger(__name__)
 
 
 def ray_init_options(init: dict[str, Any]) -> dict[str, Any]:
-    """`hydra.launcher.ray.init` as `ray.init` takes it: unset values left to Ray.
+    """`hydra.launcher.ray.init` as `ray.init` takes it: a cluster of its own unless an address is given.
 
     Joining a running cluster (`address=HOST:PORT` or `auto`), Ray refuses resource settings
     such as `object_store_memory` (the plugin injects one), and a cluster started by `ray start`
-    has token authentication on: its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) is used.
+    has token authentication on: its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) is used, which
+    Ray reads from the environment when it is imported.
     """
     options = {key: value for key, value in init.items() if value is not None}
-    if options.get("address"):
+    # Ray's own default (no address) joins a cluster that `ray start` runs on this machine, if any.
+    options.setdefault("address", "local")
+    if options["address"] != "local":
         for key in ("object_store_memory", "num_cpus", "num_gpus", "resources"):
             options.pop(key, None)
         has_token = "RAY_AUTH_TOKEN" in os.environ or (Path.home() / ".ray" / "auth_token").is_file()
@@ -47,8 +51,11 @@ def launch(
     # Resolved here, once: `${now:...}` and relative paths mean the same folder on every worker.
     sweep_dir = Path(str(launcher.config.hydra.sweep.dir)).absolute()
     sweep_dir.mkdir(parents=True, exist_ok=True)
+    options = ray_init_options(OmegaConf.to_container(launcher.ray_cfg.init, resolve=True))
+    import ray
+    from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray
+
     if not ray.is_initialized():
-        options = ray_init_options(OmegaConf.to_container(launcher.ray_cfg.init, resolve=True))
         log.info("ray.init(%s)", options)
         ray.init(**options)
     log.info(
@@ -84,6 +91,8 @@ def job_result(task: ray.ObjectRef, job_dir: Path, overrides: list[str]) -> JobR
     A lost task comes back COMPLETED with no value, as a job that failed does (pipeline.job):
     Hydra's sweepers stop the whole sweep at the first FAILED result.
     """
+    import ray
+
     try:
         return ray.get(task)
     except ray.exceptions.RayError as exc:

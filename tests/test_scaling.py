@@ -1,0 +1,167 @@
+"""Beyond one machine: sweeps on a real Ray cluster, tracked in a real MLflow tracking server."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from tests.conftest import RunCli, free_port
+
+pytestmark = pytest.mark.slow
+ray = pytest.importorskip("ray")
+
+
+def parent_and_children(tracking_uri: str, experiment: str) -> tuple[list, list]:
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
+def summary_rows(sweep: Path) -> list[dict[str, str]]:
+    return list(csv.DictReader((sweep / "summary.csv").open()))
+
+
+def test_ray_sweep_on_a_running_cluster_tracks_into_the_server(
+    run_cli: RunCli, user_overrides: list[str], ray_head: str, mlflow_server: str, tmp_path: Path
+) -> None:
+    overrides = [o for o in user_overrides if not o.startswith("mlflow.tracking_uri")]
+    result = run_cli(
+        "-m",
+        *overrides,
+        f"mlflow.tracking_uri={mlflow_server}",
+        "mlflow.experiment_name=ray-sweep",
+        "hydra/launcher=ray",
+        f"hydra.launcher.ray.init.address={ray_head}",
+        "precision=fp32,int8",
+        "infer.predict_data=false",
+        "device.num_threads=1",
+        "hydra.sweep.dir=sweep",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    parents, children = parent_and_children(mlflow_server, "ray-sweep")
+    assert len(parents) == 1 and len(children) == 2
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
+    assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["jobs"] == 2
+
+    # Artifacts went through the server: another machine downloads them by run id alone.
+    downloads = tmp_path / "downloads"
+    for child in children:
+        path = mlflow.artifacts.download_artifacts(
+            run_id=child.info.run_id,
+            artifact_path="metrics.json",
+            dst_path=str(downloads / child.info.run_id),
+            tracking_uri=mlflow_server,
+        )
+        metrics = json.loads(Path(path).read_text())
+        assert metrics["accuracy"] == pytest.approx(child.data.metrics["accuracy"])
+    summary = mlflow.artifacts.download_artifacts(
+        run_id=parents[0].info.run_id,
+        artifact_path="summary.md",
+        dst_path=str(downloads / "parent"),
+        tracking_uri=mlflow_server,
+    )
+    assert Path(summary).read_text().count("FINISHED |") == 2
+    assert [r["status"] for r in summary_rows(tmp_path / "sweep")] == ["FINISHED", "FINISHED"]
+
+
+def test_ray_launcher_gives_the_same_summary_as_the_basic_launcher(
+    run_cli: RunCli, user_overrides: list[str], tmp_path: Path
+) -> None:
+    """A local Ray cluster started for the sweep (the default); a failing job is FAILED, the rest run."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "label.txt").write_text("negative\npositive\n")
+    (data / "dev.txt").write_text("很好\tpositive\n很差\tnegative\n")
+    (data / "test.txt").write_text("很好\tpositive\n坏了\tbroken-label\n")
+    common = [*user_overrides, f"dataset.dir={data}", "dataset.eval_split=dev,test", "device.num_threads=1"]
+    rows = {}
+    launchers = {"basic": [], "ray": ["hydra.launcher.ray.init.num_cpus=2"]}
+    errors = {}
+    for launcher, settings in launchers.items():
+        result = run_cli(
+            "-m",
+            *common,
+            f"hydra/launcher={launcher}",
+            *settings,
+            "infer.predict_data=false",
+            f"hydra.sweep.dir={launcher}",
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert "1 finished, 1 failed" in result.stdout
+        errors[launcher] = summary_rows(tmp_path / launcher)[1]["error"]
+        rows[launcher] = [
+            {k: r[k] for k in ("job", "overrides", "status", "accuracy", "macro_f1", "agreement_vs_fp32")}
+            | {"error": r["error"].split(" [host ")[0]}
+            for r in summary_rows(tmp_path / launcher)
+        ]
+    assert rows["ray"] == rows["basic"]
+    assert "test.txt:2: label 'broken-label'" in rows["ray"][1]["error"]
+    # A job may run on another machine: its error says where.
+    assert errors["ray"].endswith(f"[host {platform.node()}]")
+
+
+def test_a_lost_ray_task_is_recorded_failed(tmp_path: Path) -> None:
+    """A job whose worker process dies is a FAILED row in the summary, not the end of the sweep."""
+    from hydra_plugins.ernie_ray_launcher._core import job_result
+    from pipeline.tracking.reports import sweep_rows
+
+    @ray.remote(max_retries=0)
+    def dies() -> None:
+        os._exit(1)
+
+    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="error")
+    try:
+        result = job_result(dies.remote(), tmp_path / "0", ["precision=int8"])
+    finally:
+        ray.shutdown()
+    assert result.return_value is None
+    (row,) = sweep_rows(tmp_path)
+    assert (row["overrides"], row["status"]) == ("precision=int8", "FAILED")
+    assert "Ray task lost" in row["error"]
+
+
+def test_joining_a_cluster_drops_what_ray_refuses_there(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hydra_plugins.ernie_ray_launcher._core import ray_init_options
+
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    monkeypatch.setenv("RAY_AUTH_TOKEN", "secret")
+    local = {"address": None, "num_cpus": 2, "object_store_memory": 78643200, "include_dashboard": False}
+    assert ray_init_options(local) == {
+        "address": "local",
+        "num_cpus": 2,
+        "object_store_memory": 78643200,
+        "include_dashboard": False,
+    }
+    assert "RAY_AUTH_MODE" not in os.environ
+    joined = ray_init_options({**local, "address": "10.0.0.5:6379"})
+    assert joined == {"address": "10.0.0.5:6379", "include_dashboard": False}
+    assert os.environ["RAY_AUTH_MODE"] == "token"
+
+
+def test_unreachable_tracking_server_is_one_error_and_loses_no_work(
+    run_cli: RunCli, user_overrides: list[str], tmp_path: Path
+) -> None:
+    dead = f"http://127.0.0.1:{free_port()}"
+    overrides = [o for o in user_overrides if not o.startswith("mlflow.tracking_uri")]
+    started = time.monotonic()
+    result = run_cli(*overrides, f"mlflow.tracking_uri={dead}", "hydra.run.dir=job", timeout=300)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and f"MLflow tracking server {dead} is unreachable" in errors[0]
+    assert "Traceback" not in result.stderr
+    job = tmp_path / "job"
+    assert json.loads((job / "metrics.json").read_text())["accuracy"] > 0.5
+    assert (job / "predictions.jsonl").read_text().count("\n") == 100
+    assert json.loads((job / "job_status.json").read_text())["status"] == "FAILED"
+    assert elapsed < 240, f"{elapsed:.0f} s: MLflow's retries were not bounded"
