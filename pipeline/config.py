@@ -157,6 +157,33 @@ class InferConfig:
 
 
 @dataclass
+class PredictConfig:
+    """mode=predict: a corpus of one text per line -> DIR/part-NNNNN.jsonl (README, "Predicting a corpus")."""
+
+    input: str | None = None  # the texts, one per line (blank lines are skipped, numbering kept)
+    output: str | None = None  # a folder; default: predictions/ in the job's folder
+    labels: str | None = None  # label.txt naming the classes; default: the dataset's
+    chunk_lines: int = 10000  # lines per part file: the unit of memory, of resuming and of work
+    on_error: str = "fail"  # an undecodable line: fail (file and line named) | skip (counted)
+    overwrite: bool = False  # replace another input's or model's predictions in `output`
+    engine: str = "local"  # local: this process | ray: Ray Data, one engine actor per worker
+    workers: int = 2  # ray: actors
+    threads_per_worker: int = 1  # ray: engine threads in each actor (device.num_threads for local)
+    cpus_per_worker: float = 1.0  # ray: CPUs each actor reserves
+    gpus_per_worker: float = 0.0  # ray: GPUs each actor reserves (device=gpu)
+    ray_address: str | None = None  # ray: null starts a local cluster; HOST:PORT or auto joins one
+
+    def __post_init__(self) -> None:
+        check_choice(self.on_error, ("fail", "skip"), "predict.on_error")
+        check_choice(self.engine, ("local", "ray"), "predict.engine")
+        for key in ("chunk_lines", "workers", "threads_per_worker"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"predict.{key}={getattr(self, key)} must be >= 1")
+        if self.cpus_per_worker < 0 or self.gpus_per_worker < 0:
+            raise ConfigError("predict.cpus_per_worker and predict.gpus_per_worker must be >= 0")
+
+
+@dataclass
 class MlflowConfig:
     enabled: bool = True
     # A SQLite file for one machine (artifacts beside it, in mlartifacts/), or http://HOST:PORT.
@@ -177,7 +204,11 @@ class Config:
     convert: ConvertConfig = field(default_factory=ConvertConfig)
     optimize: OptimizeConfig = field(default_factory=OptimizeConfig)
     infer: InferConfig = field(default_factory=InferConfig)
+    predict: PredictConfig = field(default_factory=PredictConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    # evaluate: accuracy and latency on the dataset's eval split (and predictions for its data.txt);
+    # predict: a corpus of any size, streamed to part files (predict.*).
+    mode: str = "evaluate"
     batch_size: int = 32  # samples per engine call (seed: --batch_size)
     max_seq_length: int = 128  # tokens per text, at most 512 (seed: --max_seq_length)
     # Converted models and the built demo dataset, keyed by content hash.
@@ -190,6 +221,9 @@ class Config:
         for key, base in (("device", DeviceConfig), ("precision", PrecisionConfig), ("engine", EngineConfig)):
             if not isinstance(getattr(self, key), base):
                 raise ConfigError(f"{key} must be chosen by name, e.g. `python run.py {key}=NAME`")
+        check_choice(self.mode, ("evaluate", "predict"), "mode")
+        if self.mode == "predict" and not self.predict.input:
+            raise ConfigError("mode=predict needs predict.input=PATH (one text per line)")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
         positions = self.model.architecture.max_positions

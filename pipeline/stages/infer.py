@@ -62,6 +62,7 @@ def run_inference(
     fixed_length: int | None = None,
     warmup_batches: int = 0,
     desc: str = "infer",
+    progress: bool = True,
     tokenize_seconds: float = 0.0,
 ) -> InferenceResult:
     """Runs every sample once (timed), after `warmup_batches` untimed calls."""
@@ -81,7 +82,7 @@ def run_inference(
     process = psutil.Process()
     peak_rss = process.memory_info().rss
     loop_started = time.perf_counter()
-    for batch, feed in zip(batches, tqdm(feeds, desc=desc, unit="batch", leave=False), strict=True):
+    for batch, feed in zip(batches, tqdm(feeds, desc=desc, unit="batch", leave=False, disable=not progress), strict=True):
         start = time.perf_counter()
         out = engine.run(feed)
         seconds.append(time.perf_counter() - start)
@@ -111,6 +112,7 @@ def infer(
     batch_size: int,
     max_seq_length: int,
     desc: str,
+    progress: bool = True,
 ) -> InferenceResult:
     """Tokenizes `texts` and runs them through `engine` as `options` say; logits in input order."""
     started = time.perf_counter()
@@ -124,5 +126,6 @@ def infer(
         fixed_length=max_seq_length if options.padding == "max_length" else None,
         warmup_batches=options.warmup_batches,
         desc=desc,
+        progress=progress,
         tokenize_seconds=tokenize_seconds,
     )

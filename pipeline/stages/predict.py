@@ -1,0 +1,230 @@
+"""The predict stage: a corpus of any size -> DIR/part-NNNNN.jsonl, streamed, resumable, in input order.
+
+The input is planned in chunks of `predict.chunk_lines` lines (one scan: line-aligned byte
+ranges, UTF-8 checked line by line, a content hash); each chunk becomes one part file, written
+atomically by a `PartPredictor` (tokenize, length-sorted batches, order restored). Memory is
+bounded by one chunk, whatever the input's size. A rerun keeps the finished parts and does the
+rest; `_SUCCESS` is written last. The same `PartPredictor` runs in this process
+(`predict.engine=local`) or as one Ray Data actor per worker (`predict.engine=ray`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+from pipeline.cache import atomic_write_text
+from pipeline.config import Config, InferConfig, PredictConfig
+from pipeline.errors import ConfigError, DatasetError
+from pipeline.stages.infer import infer, softmax
+
+SUCCESS_FILE = "_SUCCESS"
+MANIFEST_FILE = "_manifest.json"
+_READ_BLOCK = 1 << 20
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.jsonl"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Lines [first_line, first_line + n_lines) of the input, at bytes [start, end)."""
+
+    index: int
+    start: int
+    end: int
+    first_line: int
+    n_lines: int
+    bad_lines: tuple[int, ...] = ()  # undecodable lines to skip (predict.on_error=skip)
+
+
+@dataclass
+class InputPlan:
+    path: Path
+    size: int
+    sha256: str
+    n_lines: int
+    chunks: list[Chunk] = field(default_factory=list)
+
+    @property
+    def skipped_lines(self) -> int:
+        return sum(len(c.bad_lines) for c in self.chunks)
+
+
+def _lines(handle) -> Iterator[bytes]:
+    """The file's lines (with their newline), read in blocks."""
+    rest = b""
+    while block := handle.read(_READ_BLOCK):
+        lines = (rest + block).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            yield line + b"\n"
+    if rest:
+        yield rest
+
+
+def plan_input(path: Path, chunk_lines: int, on_error: str) -> InputPlan:
+    """One pass over the input: chunk boundaries, undecodable lines (by number), a content hash."""
+    if not path.is_file():
+        raise DatasetError(path, "input file not found; expected one text per line")
+    digest = hashlib.sha256()
+    plan = InputPlan(path=path, size=path.stat().st_size, sha256="", n_lines=0)
+    offset = start = 0
+    first_line = 1
+    bad: list[int] = []
+    with path.open("rb") as handle:
+        for number, line in enumerate(_lines(handle), start=1):
+            digest.update(line)
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError:
+                if on_error != "skip":
+                    raise DatasetError(path, "not valid UTF-8 text (predict.on_error=skip skips such lines)", number) from None
+                bad.append(number)
+            offset += len(line)
+            plan.n_lines = number
+            if number - first_line + 1 == chunk_lines:
+                plan.chunks.append(Chunk(len(plan.chunks), start, offset, first_line, chunk_lines, tuple(bad)))
+                start, first_line, bad = offset, number + 1, []
+    if plan.n_lines >= first_line:
+        n = plan.n_lines - first_line + 1
+        plan.chunks.append(Chunk(len(plan.chunks), start, offset, first_line, n, tuple(bad)))
+    plan.sha256 = digest.hexdigest()
+    return plan
+
+
+def read_chunk(path: Path, chunk: Chunk) -> list[tuple[int, str]]:
+    """(line number, text) of the chunk's non-blank, decodable lines."""
+    with path.open("rb") as handle:
+        handle.seek(chunk.start)
+        data = handle.read(chunk.end - chunk.start)
+    rows = []
+    skip = set(chunk.bad_lines)
+    for number, raw in enumerate(data.split(b"\n")[: chunk.n_lines], start=chunk.first_line):
+        if number in skip:
+            continue
+        text = raw.decode("utf-8")
+        if number == 1:  # a byte-order mark, as Windows tools write it
+            text = text.removeprefix("\ufeff")
+        text = text.strip()
+        if text:
+            rows.append((number, text))
+    return rows
+
+
+@dataclass(frozen=True)
+class PredictorSpec:
+    """Everything a PartPredictor needs, picklable so that a Ray actor can build one."""
+
+    model_path: Path
+    tokenizer: str
+    config: Config
+    labels: list[str]
+
+
+class PartPredictor:
+    """Tokenizer + engine for one process: turns a chunk into its part file."""
+
+    def __init__(self, spec: PredictorSpec) -> None:
+        from pipeline.runner import open_engine
+        from pipeline.tokenizer import load_tokenizer
+
+        self.spec = spec
+        self.tokenizer = load_tokenizer(spec.tokenizer, spec.config.infer.tokenizer)
+        self.engine = open_engine(spec.config, spec.model_path)
+        self.warmed_up = False
+
+    def predict_chunk(self, input_path: Path, chunk: Chunk, output_dir: Path) -> dict[str, int]:
+        config = self.spec.config
+        rows = read_chunk(input_path, chunk)
+        lines = []
+        if rows:
+            options = config.infer if not self.warmed_up else _without_warmup(config)
+            result = infer(
+                [text for _, text in rows],
+                self.tokenizer,
+                self.engine,
+                options,
+                batch_size=config.batch_size,
+                max_seq_length=config.max_seq_length,
+                desc=f"part {chunk.index}",
+                progress=False,
+            )
+            self.warmed_up = True
+            probabilities = softmax(result.logits)
+            best = probabilities.argmax(axis=-1)
+            labels = self.spec.labels
+            lines = [
+                json.dumps(
+                    {"line": number, "text": text, "label": labels[int(b)], "confidence": round(float(p[b]), 6)},
+                    ensure_ascii=False,
+                )
+                for (number, text), b, p in zip(rows, best, probabilities, strict=True)
+            ]
+        atomic_write_text(output_dir / part_name(chunk.index), "".join(line + "\n" for line in lines))
+        return {"part": chunk.index, "rows": len(lines)}
+
+
+def _without_warmup(config: Config) -> InferConfig:
+    """Warm-up batches once per process, not once per chunk."""
+    return replace(config.infer, warmup_batches=0)
+
+
+def check_label_count(n_outputs: int, labels: list[str], source: str) -> None:
+    if n_outputs != len(labels):
+        raise ConfigError(f"the model outputs {n_outputs} classes but {source} lists {len(labels)} labels")
+
+
+def manifest(plan: InputPlan, spec: PredictorSpec, options: PredictConfig) -> dict:
+    """What decides the output: the input's content, the model, the tokenization, the labels, the parts."""
+    config = spec.config
+    return {
+        "input": str(plan.path),
+        "input_sha256": plan.sha256,
+        "input_bytes": plan.size,
+        "input_lines": plan.n_lines,
+        "chunk_lines": options.chunk_lines,
+        "on_error": options.on_error,
+        "model": str(spec.model_path),
+        "tokenizer": spec.tokenizer,
+        "max_seq_length": config.max_seq_length,
+        "precision": asdict(config.precision),
+        "engine": config.engine.name,
+        "labels": spec.labels,
+    }
+
+
+def prepare_output(output_dir: Path, expected: dict, overwrite: bool) -> set[int]:
+    """The indices of parts already finished for exactly this input and model.
+
+    A folder holding another input's or model's predictions is refused (or cleared, with
+    predict.overwrite=true), so parts of two runs never mix.
+    """
+    output_dir.mkdir(parents=True, exist_ok=True)
+    manifest_path = output_dir / MANIFEST_FILE
+    existing = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else None
+    has_parts = any(output_dir.glob("part-*.jsonl"))
+    if existing != expected and (existing is not None or has_parts):
+        if not overwrite:
+            changed = (
+                sorted(k for k in expected if existing.get(k) != expected[k]) if existing else ["no manifest"]
+            )
+            raise ConfigError(
+                f"{output_dir} holds predictions of another input or model ({', '.join(changed)} differ); "
+                "choose another predict.output or set predict.overwrite=true"
+            )
+        for stale in [*output_dir.glob("part-*.jsonl"), output_dir / SUCCESS_FILE, manifest_path]:
+            stale.unlink(missing_ok=True)
+    if existing != expected:
+        (output_dir / SUCCESS_FILE).unlink(missing_ok=True)
+        atomic_write_text(manifest_path, json.dumps(expected, indent=2, ensure_ascii=False) + "\n")
+    return {int(p.name[5:10]) for p in output_dir.glob("part-*.jsonl")}
+
+
+def finish(output_dir: Path, summary: dict) -> None:
+    atomic_write_text(output_dir / SUCCESS_FILE, json.dumps(summary, indent=2) + "\n")
+
