@@ -49,8 +49,8 @@ def _line_of_offset(data: bytes, offset: int) -> int:
     return data.count(b"\n", 0, offset) + 1
 
 
-def read_labels(dataset_dir: Path) -> list[str]:
-    path = Path(dataset_dir) / "label.txt"
+def read_labels(dataset_dir: Path, name: str = "label.txt") -> list[str]:
+    path = Path(dataset_dir) / name
     _require_file(path, "one label per line")
     labels: list[str] = []
     seen: dict[str, int] = {}

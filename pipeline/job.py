@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.config import Config, validate
 from pipeline.errors import PipelineError, TrackingError
 from pipeline.job_files import write_job_status
-from pipeline.runner import run_experiment
+from pipeline.runner import run_experiment, run_prediction
 from pipeline.tracking.mlflow_runs import run_name
 from pipeline.tracking.sweep import parent_run_id
 
@@ -51,7 +51,8 @@ def run_job(cfg: DictConfig) -> float | None:
             write_job_status(output_dir, "SKIPPED", reason)
             print(f"skipped {name}: {reason.split(';')[0].split('. ')[0]}")
             return None
-        metrics = run_experiment(
+        run = run_prediction if config.mode == "predict" else run_experiment
+        metrics = run(
             config,
             output_dir,
             OmegaConf.to_yaml(cfg, resolve=True),
@@ -72,6 +73,13 @@ def run_job(cfg: DictConfig) -> float | None:
         log.error("job %s failed:\n%s", name, traceback.format_exc())
         return None
     write_job_status(output_dir, "FINISHED")
+    if config.mode == "predict":
+        m = metrics
+        print(
+            f"{name}: {m['rows']} rows from {m['input_lines']} lines in {m['wall_s']:.1f} s "
+            f"({m['lines_per_s']:.0f} lines/s, peak RSS {m['peak_rss_mb']:.0f} MB) -> {m['output']}"
+        )
+        return None
     quality = (
         "accuracy n/a (random weights)"
         if config.model.weights == "random"

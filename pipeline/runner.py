@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import logging
+import resource
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 from pipeline.cache import atomic_write_text, cached_artifact, content_key
 from pipeline.config import DEMO_MODEL_DIR, Config, ModelConfig
@@ -26,6 +29,17 @@ from pipeline.stages.evaluate import evaluate
 from pipeline.stages.export import static_graph
 from pipeline.stages.infer import InferenceResult, infer, softmax
 from pipeline.stages.optimize import OptimizedModel, optimize
+from pipeline.stages.predict import (
+    Chunk,
+    InputPlan,
+    PartPredictor,
+    PredictorSpec,
+    count_rows,
+    finish,
+    manifest,
+    plan_input,
+    prepare_output,
+)
 from pipeline.tokenizer import Tokenizer, load_tokenizer
 from pipeline.tracking.mlflow_runs import environment_tags, tracked_run
 from pipeline.tracking.reports import confusion_matrix, per_class_markdown, plot_confusion_matrix
@@ -43,7 +57,7 @@ def dataset_dir(config: Config) -> Path:
 
 
 def serving_tokenizer(model: ModelConfig, kind: str) -> tuple[Tokenizer, str]:
-    """The model's tokenizer and where it came from.
+    """The model's tokenizer and the folder or name it was loaded from.
 
     With random weights only the ids' range matters, so where the model's own tokenizer
     cannot be had (a PaddleNLP name offline) the demo tokenizer serves: its ids fit every vocab.
@@ -54,7 +68,8 @@ def serving_tokenizer(model: ModelConfig, kind: str) -> tuple[Tokenizer, str]:
         if model.weights != "random":
             raise
         log.warning("%s -- random weights: the demo tokenizer serves instead", exc)
-        return load_tokenizer(str(DEMO_MODEL_DIR / "tokenizer"), kind), "demo (fallback)"
+        fallback = str(DEMO_MODEL_DIR / "tokenizer")
+        return load_tokenizer(fallback, kind), fallback
 
 
 @dataclass(frozen=True)
@@ -204,3 +219,77 @@ def run_experiment(
             for path in artifacts:
                 tracking.log_artifact(path)
     return metrics
+
+
+def predict_labels(config: Config) -> tuple[list[str], Path]:
+    """The class names for mode=predict: predict.labels, else the dataset's label.txt."""
+    if config.predict.labels:
+        path = Path(config.predict.labels)
+        return read_labels(path.parent, path.name), path
+    data_dir = dataset_dir(config)
+    return read_labels(data_dir), data_dir / "label.txt"
+
+
+def run_prediction(
+    config: Config, output_dir: Path, composed_yaml: str, run_name: str, parent_run_id: str | None = None
+) -> dict:
+    """mode=predict: predict.input -> predict.output (part files, _SUCCESS); returns its metrics."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(output_dir / CONFIG_FILE, composed_yaml)
+    options = config.predict
+    target = Path(options.output) if options.output else output_dir / "predictions"
+    tags = {"mode": "predict", "model": config.model.name, "predict_output": str(target.absolute())}
+    tags |= config.engine.describe() | environment_tags()
+    with tracked_run(config.mlflow, run_name, asdict(config), tags, parent_run_id) as tracking:
+        labels, label_file = predict_labels(config)
+        plan = plan_input(Path(options.input), options.chunk_lines, options.on_error)
+        tokenizer, tokenizer_source = serving_tokenizer(config.model, config.infer.tokenizer)
+        model = prepare_model(config, len(labels), tokenizer.pad_id)
+        spec = PredictorSpec(model.optimized.path, tokenizer_source, config, labels)
+        done = prepare_output(target, manifest(plan, spec, options), options.overwrite)
+        pending = [chunk for chunk in plan.chunks if chunk.index not in done]
+        log.info(
+            "predicting %s: %d lines, %d parts to do (%d done before)",
+            plan.path,
+            plan.n_lines,
+            len(pending),
+            len(done),
+        )
+        started = time.perf_counter()
+        if options.engine == "ray":
+            from pipeline.stages.predict_ray import predict_on_ray
+
+            worker_rss = predict_on_ray(spec, plan, pending, target, label_file)
+        else:
+            worker_rss = predict_locally(spec, plan, pending, target, label_file)
+        seconds = time.perf_counter() - started
+        rows = count_rows(target)
+        new_rows = sum(chunk.n_lines - len(chunk.bad_lines) for chunk in pending)
+        metrics = {
+            "rows": rows,
+            "input_lines": plan.n_lines,
+            "skipped_lines": plan.skipped_lines,
+            "parts": len(plan.chunks),
+            "parts_resumed": len(done),
+            "wall_s": seconds,
+            "lines_per_s": new_rows / seconds if seconds > 0 else 0.0,
+            "peak_rss_mb": max([resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, *worker_rss]),
+        }
+        finish(target, {**metrics, "output": str(target.absolute())})
+        atomic_write_text(output_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+        if tracking is not None:
+            tracking.log_metrics(metrics)
+            tracking.log_artifact(output_dir / METRICS_FILE)
+    return {**metrics, "output": str(target.absolute())}
+
+
+def predict_locally(
+    spec: PredictorSpec, plan: InputPlan, pending: list[Chunk], target: Path, label_file: Path
+) -> list[float]:
+    """Every pending part in this process, in order; returns this process's peak RSS (MB)."""
+    predictor = PartPredictor(spec, label_file)
+    with tqdm(total=sum(c.n_lines for c in pending), unit="line", desc="predict", smoothing=0.1) as bar:
+        for chunk in pending:
+            predictor.predict_chunk(plan.path, chunk, target)
+            bar.update(chunk.n_lines)
+    return []

@@ -131,7 +131,7 @@ def test_a_lost_ray_task_is_recorded_failed(tmp_path: Path) -> None:
 
 
 def test_joining_a_cluster_drops_what_ray_refuses_there(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hydra_plugins.ernie_ray_launcher._core import ray_init_options
+    from pipeline.ray_cluster import ray_init_options
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.setenv("RAY_AUTH_TOKEN", "secret")

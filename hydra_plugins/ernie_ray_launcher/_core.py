@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
@@ -14,31 +13,12 @@ from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
 from omegaconf import OmegaConf, open_dict
 
 from pipeline.job_files import record_lost_job
+from pipeline.ray_cluster import ray_init_options
 
 if TYPE_CHECKING:
     import ray
 
 log = logging.getLogger(__name__)
-
-
-def ray_init_options(init: dict[str, Any]) -> dict[str, Any]:
-    """`hydra.launcher.ray.init` as `ray.init` takes it: a cluster of its own unless an address is given.
-
-    Joining a running cluster (`address=HOST:PORT` or `auto`), Ray refuses resource settings
-    such as `object_store_memory` (the plugin injects one), and a cluster started by `ray start`
-    has token authentication on: its token (RAY_AUTH_TOKEN or ~/.ray/auth_token) is used, which
-    Ray reads from the environment when it is imported.
-    """
-    options = {key: value for key, value in init.items() if value is not None}
-    # Ray's own default (no address) joins a cluster that `ray start` runs on this machine, if any.
-    options.setdefault("address", "local")
-    if options["address"] != "local":
-        for key in ("object_store_memory", "num_cpus", "num_gpus", "resources"):
-            options.pop(key, None)
-        has_token = "RAY_AUTH_TOKEN" in os.environ or (Path.home() / ".ray" / "auth_token").is_file()
-        if has_token:
-            os.environ.setdefault("RAY_AUTH_MODE", "token")
-    return options
 
 
 def launch(

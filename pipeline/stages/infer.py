@@ -82,7 +82,9 @@ def run_inference(
     process = psutil.Process()
     peak_rss = process.memory_info().rss
     loop_started = time.perf_counter()
-    for batch, feed in zip(batches, tqdm(feeds, desc=desc, unit="batch", leave=False, disable=not progress), strict=True):
+    for batch, feed in zip(
+        batches, tqdm(feeds, desc=desc, unit="batch", leave=False, disable=not progress), strict=True
+    ):
         start = time.perf_counter()
         out = engine.run(feed)
         seconds.append(time.perf_counter() - start)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipeline.cache import atomic_write_text
 from pipeline.config import Config, InferConfig, PredictConfig
-from pipeline.errors import ConfigError, DatasetError
+from pipeline.errors import ConfigError, DatasetError, ModelError
 from pipeline.stages.infer import infer, softmax
 
 SUCCESS_FILE = "_SUCCESS"
@@ -83,12 +83,16 @@ def plan_input(path: Path, chunk_lines: int, on_error: str) -> InputPlan:
                 line.decode("utf-8")
             except UnicodeDecodeError:
                 if on_error != "skip":
-                    raise DatasetError(path, "not valid UTF-8 text (predict.on_error=skip skips such lines)", number) from None
+                    raise DatasetError(
+                        path, "not valid UTF-8 text (predict.on_error=skip skips such lines)", number
+                    ) from None
                 bad.append(number)
             offset += len(line)
             plan.n_lines = number
             if number - first_line + 1 == chunk_lines:
-                plan.chunks.append(Chunk(len(plan.chunks), start, offset, first_line, chunk_lines, tuple(bad)))
+                plan.chunks.append(
+                    Chunk(len(plan.chunks), start, offset, first_line, chunk_lines, tuple(bad))
+                )
                 start, first_line, bad = offset, number + 1, []
     if plan.n_lines >= first_line:
         n = plan.n_lines - first_line + 1
@@ -129,11 +133,12 @@ class PredictorSpec:
 class PartPredictor:
     """Tokenizer + engine for one process: turns a chunk into its part file."""
 
-    def __init__(self, spec: PredictorSpec) -> None:
+    def __init__(self, spec: PredictorSpec, label_file: Path) -> None:
         from pipeline.runner import open_engine
         from pipeline.tokenizer import load_tokenizer
 
         self.spec = spec
+        self.label_file = label_file
         self.tokenizer = load_tokenizer(spec.tokenizer, spec.config.infer.tokenizer)
         self.engine = open_engine(spec.config, spec.model_path)
         self.warmed_up = False
@@ -155,15 +160,21 @@ class PartPredictor:
                 progress=False,
             )
             self.warmed_up = True
+            check_label_count(result.logits.shape[-1], self.spec.labels, self.label_file)
             probabilities = softmax(result.logits)
             best = probabilities.argmax(axis=-1)
             labels = self.spec.labels
             lines = [
                 json.dumps(
-                    {"line": number, "text": text, "label": labels[int(b)], "confidence": round(float(p[b]), 6)},
+                    {
+                        "line": n,
+                        "text": text,
+                        "label": labels[int(b)],
+                        "confidence": round(float(p[b]), 6),
+                    },
                     ensure_ascii=False,
                 )
-                for (number, text), b, p in zip(rows, best, probabilities, strict=True)
+                for (n, text), b, p in zip(rows, best, probabilities, strict=True)
             ]
         atomic_write_text(output_dir / part_name(chunk.index), "".join(line + "\n" for line in lines))
         return {"part": chunk.index, "rows": len(lines)}
@@ -174,9 +185,9 @@ def _without_warmup(config: Config) -> InferConfig:
     return replace(config.infer, warmup_batches=0)
 
 
-def check_label_count(n_outputs: int, labels: list[str], source: str) -> None:
+def check_label_count(n_outputs: int, labels: list[str], label_file: Path) -> None:
     if n_outputs != len(labels):
-        raise ConfigError(f"the model outputs {n_outputs} classes but {source} lists {len(labels)} labels")
+        raise ModelError(f"the model outputs {n_outputs} classes but {label_file} lists {len(labels)} labels")
 
 
 def manifest(plan: InputPlan, spec: PredictorSpec, options: PredictConfig) -> dict:
@@ -228,3 +239,11 @@ def prepare_output(output_dir: Path, expected: dict, overwrite: bool) -> set[int
 def finish(output_dir: Path, summary: dict) -> None:
     atomic_write_text(output_dir / SUCCESS_FILE, json.dumps(summary, indent=2) + "\n")
 
+
+def count_rows(output_dir: Path) -> int:
+    """Rows in all part files (each row is one line)."""
+    total = 0
+    for part in output_dir.glob("part-*.jsonl"):
+        with part.open("rb") as handle:
+            total += sum(block.count(b"\n") for block in iter(lambda h=handle: h.read(_READ_BLOCK), b""))
+    return total

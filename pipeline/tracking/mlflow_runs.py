@@ -38,7 +38,17 @@ def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
 
 
 # Overrides that say where things are, not what the experiment is: left out of run names.
-_LOCATION_KEYS = ("model.path_prefix", "model.name_or_path", "dataset.dir", "cache_dir", "mlflow.", "hydra.")
+_LOCATION_KEYS = (
+    "model.path_prefix",
+    "model.name_or_path",
+    "dataset.dir",
+    "predict.input",
+    "predict.output",
+    "predict.labels",
+    "cache_dir",
+    "mlflow.",
+    "hydra.",
+)
 
 
 def run_name(overrides: list[str]) -> str:

@@ -1,0 +1,101 @@
+"""predict.engine=ray: the pending parts as a Ray Data dataset, one PartPredictor actor per worker.
+
+The dataset's rows are the chunks (line-aligned byte ranges of the input), not the lines: each
+actor reads its chunk from the input (a path every node sees), predicts it with its own ONNX
+Runtime session and writes the part file itself, so rows never travel through the object store,
+line numbers and undecodable lines stay exact, and a rerun submits only the missing parts. The
+output is the local engine's, part for part.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+from dataclasses import asdict, replace
+from pathlib import Path
+
+from tqdm import tqdm
+
+from pipeline.ray_cluster import ray_init_options
+from pipeline.stages.predict import Chunk, InputPlan, PartPredictor, PredictorSpec
+
+log = logging.getLogger(__name__)
+
+
+class ChunkActor:
+    """Ray Data's class UDF: one engine per actor, reused for every chunk it is given."""
+
+    def __init__(self, spec: PredictorSpec, label_file: str, input_path: str, output_dir: str) -> None:
+        self.predictor = PartPredictor(spec, Path(label_file))
+        self.input_path = Path(input_path)
+        self.output_dir = Path(output_dir)
+
+    def __call__(self, batch: dict) -> dict:
+        done: dict[str, list] = {"part": [], "rows": [], "rss_mb": []}
+        for i in range(len(batch["index"])):
+            numbers = {key: int(batch[key][i]) for key in ("index", "start", "end", "first_line", "n_lines")}
+            chunk = Chunk(**numbers, bad_lines=tuple(int(v) for v in batch["bad_lines"][i]))
+            result = self.predictor.predict_chunk(self.input_path, chunk, self.output_dir)
+            done["part"].append(result["part"])
+            done["rows"].append(result["rows"])
+            done["rss_mb"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
+        return done
+
+
+def predict_on_ray(
+    spec: PredictorSpec, plan: InputPlan, pending: list[Chunk], target: Path, label_file: Path
+) -> list[float]:
+    """Runs the pending parts on Ray Data; returns the workers' peak RSS (MB)."""
+    if not pending:
+        return []
+    try:
+        import ray
+    except ImportError:
+        from pipeline.errors import ConfigError
+
+        raise ConfigError("predict.engine=ray needs the ray extra: pip install -e '.[cpu,ray]'") from None
+    options = spec.config.predict
+    # Each actor's engine gets the threads its worker reserves.
+    device = replace(spec.config.device, num_threads=options.threads_per_worker)
+    actor_spec = replace(spec, config=replace(spec.config, device=device))
+    started_here = not ray.is_initialized()
+    if started_here:
+        init = ray_init_options(
+            {
+                "address": options.ray_address,
+                "num_cpus": max(os.cpu_count() or 1, int(options.workers * options.cpus_per_worker)),
+                "include_dashboard": False,
+                "logging_level": "warning",
+            }
+        )
+        ray.init(**init)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        items = [{**asdict(chunk), "bad_lines": list(chunk.bad_lines)} for chunk in pending]
+        dataset = ray.data.from_items(items, override_num_blocks=len(items)).map_batches(
+            ChunkActor,
+            fn_constructor_kwargs={
+                "spec": actor_spec,
+                "label_file": str(label_file),
+                "input_path": str(plan.path.absolute()),
+                "output_dir": str(target.absolute()),
+            },
+            compute=ray.data.ActorPoolStrategy(size=options.workers),
+            batch_size=1,
+            num_cpus=options.cpus_per_worker,
+            num_gpus=options.gpus_per_worker,
+        )
+        lines = {chunk.index: chunk.n_lines for chunk in pending}
+        peak: list[float] = []
+        with tqdm(
+            total=sum(lines.values()), unit="line", desc=f"predict ({options.workers} Ray workers)"
+        ) as bar:
+            for row in dataset.iter_rows():
+                bar.update(lines[int(row["part"])])
+                peak.append(float(row["rss_mb"]))
+        return [max(peak)] if peak else []
+    finally:
+        if started_here:
+            ray.shutdown()
