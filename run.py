@@ -16,6 +16,8 @@ from pipeline.job import run_job
 # conf/hydra/launcher/ray.yaml deliberately takes the place of the plugin's own `ray` launcher
 # config (same name, our launcher class): Hydra warns about the name on every sweep.
 warnings.filterwarnings("ignore", message=r"\s*'hydra/launcher/ray' is validated against ConfigStore schema")
+# Paddle warns on import that it could not find ccache, which only matters for building C++ ops.
+warnings.filterwarnings("ignore", message="No ccache found")
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")

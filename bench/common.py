@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.cache import atomic_write_text
 from pipeline.config import Config, compose_config
+from pipeline.cpu import notable_flags
 from pipeline.runner import open_engine
 from pipeline.stages.infer import InferenceResult, run_inference
 from pipeline.tokenizer import Encoded
@@ -30,23 +31,11 @@ def parse_arguments(description: str, default_out: Path) -> argparse.Namespace:
     return parser.parse_args()
 
 
-def cpu_flags() -> str:
-    """The CPU features that decide which paths are fast (and which run at all)."""
-    wanted = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return "unknown"
-    line = next((row for row in text.splitlines() if row.startswith("flags")), "")
-    present = set(line.split(":", 1)[-1].split())
-    return ", ".join(flag for flag in wanted if flag in present) or "none of " + ", ".join(wanted)
-
-
 def machine_lines() -> list[str]:
     tags = environment_tags()
     return [
         f"- Machine: {tags['cpu']}, {tags['cpu_count']} logical CPUs, "
-        f"{platform.system()} {platform.machine()}; CPU flags: {cpu_flags()}",
+        f"{platform.system()} {platform.machine()}; CPU flags: {notable_flags()}",
         f"- Software: Python {tags['python']}, onnxruntime {tags['onnxruntime']}, paddle {tags['paddle']}, "
         f"paddle2onnx {tags['paddle2onnx']}",
         f"- Project commit: `{tags['git_commit'][:12]}`",

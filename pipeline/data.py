@@ -29,14 +29,19 @@ class Split:
 
 
 def _require_file(path: Path, expected: str) -> None:
+    if path.is_dir():
+        raise DatasetError(path, f"is a folder; expected a file of {expected}")
     if not path.is_file():
         raise DatasetError(path, f"file not found; expected {expected}")
 
 
 def _read_lines(path: Path) -> list[tuple[int, str]]:
-    """Non-blank lines with their 1-based line numbers; blank lines carry no sample."""
+    """Non-blank lines with their 1-based line numbers; blank lines carry no sample.
+
+    A UTF-8 byte-order mark (Notepad, Excel's "CSV UTF-8") is dropped; CRLF endings are read as LF.
+    """
     try:
-        raw = path.read_text(encoding="utf-8")
+        raw = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as exc:
         line = _line_of_offset(path.read_bytes(), exc.start)
         raise DatasetError(path, "not valid UTF-8 text", line=line) from None

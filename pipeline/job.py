@@ -87,6 +87,6 @@ def run_job(cfg: DictConfig) -> float | None:
     )
     print(
         f"{name}: {quality}  latency {metrics['latency_ms']:.3f} ms/sample  "
-        f"e2e {metrics['e2e_ms']:.3f} ms/sample  ({metrics['n_samples']} samples)"
+        f"e2e {metrics['e2e_ms']:.3f} ms/sample  ({metrics['n_samples']} samples) -> {output_dir}"
     )
     return float(metrics["accuracy"])

@@ -24,10 +24,10 @@ from pipeline.engines import Engine
 from pipeline.errors import DatasetError, ModelError
 from pipeline.job_files import CONFIG_FILE, CONFUSION_FILE, METRICS_FILE, PER_CLASS_FILE, PREDICTIONS_FILE
 from pipeline.precisions import PRECISIONS
-from pipeline.stages.convert import convert
+from pipeline.stages.convert import convert, graph_vocab_size
 from pipeline.stages.evaluate import evaluate
 from pipeline.stages.export import static_graph
-from pipeline.stages.infer import InferenceResult, infer, softmax
+from pipeline.stages.infer import InferenceResult, infer
 from pipeline.stages.optimize import OptimizedModel, optimize
 from pipeline.stages.predict import (
     Chunk,
@@ -38,10 +38,11 @@ from pipeline.stages.predict import (
     finish,
     manifest,
     plan_input,
+    prediction_lines,
     prepare_output,
 )
 from pipeline.tokenizer import Tokenizer, load_tokenizer
-from pipeline.tracking.mlflow_runs import environment_tags, tracked_run
+from pipeline.tracking.mlflow_runs import JOB_DIR_TAG, environment_tags, tracked_run
 from pipeline.tracking.reports import confusion_matrix, per_class_markdown, plot_confusion_matrix
 
 log = logging.getLogger(__name__)
@@ -51,8 +52,11 @@ def dataset_dir(config: Config) -> Path:
     if config.dataset.dir is None:
         return demo_dataset(Path(config.cache_dir))
     folder = Path(config.dataset.dir)
+    expected = "expected a folder with label.txt, dev.txt/test.txt, data.txt"
+    if folder.is_file():
+        raise DatasetError(folder, f"dataset.dir is a file; {expected}")
     if not folder.is_dir():
-        raise DatasetError(folder, "dataset folder not found; expected label.txt, dev.txt/test.txt, data.txt")
+        raise DatasetError(folder, f"dataset folder not found; {expected}")
     return folder
 
 
@@ -76,6 +80,7 @@ def serving_tokenizer(model: ModelConfig, kind: str) -> tuple[Tokenizer, str]:
 class PreparedModel:
     onnx_path: Path  # the converted graph, before fusion and precision changes
     optimized: OptimizedModel  # what runs
+    vocab_size: int | None  # rows of its word-embedding table, where the graph shows them
 
 
 def prepare_model(config: Config, num_labels: int, pad_id: int) -> PreparedModel:
@@ -84,7 +89,20 @@ def prepare_model(config: Config, num_labels: int, pad_id: int) -> PreparedModel
     onnx_path = convert(static_graph(config.model, num_labels, pad_id, cache_dir), config.convert, cache_dir)
     optimized = optimize(onnx_path, config.precision, fusion=config.optimize.fusion, cache_dir=cache_dir)
     log.info("model to run: %s (fused ops %s)", optimized.path, optimized.fused_ops)
-    return PreparedModel(onnx_path, optimized)
+    return PreparedModel(onnx_path, optimized, graph_vocab_size(onnx_path))
+
+
+def check_vocabulary(
+    config: Config, model: PreparedModel, tokenizer: Tokenizer, tokenizer_source: str
+) -> None:
+    """A tokenizer from another model gives ids the model has no embedding for: say so before inference."""
+    if model.vocab_size is not None and tokenizer.vocab_size > model.vocab_size:
+        weights = config.model.path_prefix if config.model.weights == "export" else config.model.weights
+        raise ModelError(
+            f"the tokenizer {tokenizer_source} has {tokenizer.vocab_size} tokens but the model ({weights}) "
+            f"embeds only {model.vocab_size}: the tokenizer folder belongs to another model; set "
+            "model.name_or_path to the model's own tokenizer"
+        )
 
 
 def open_engine(config: Config, model_path: Path) -> Engine:
@@ -144,16 +162,7 @@ def compare_with_fp32(predicted: np.ndarray, reference: np.ndarray, split: Split
 
 
 def write_predictions(path: Path, texts: list[str], result: InferenceResult, labels: list[str]) -> None:
-    probabilities = softmax(result.logits)
-    best = probabilities.argmax(axis=-1)
-    lines = [
-        json.dumps(
-            {"text": text, "label": labels[int(b)], "confidence": round(float(p[b]), 6)},
-            ensure_ascii=False,
-        )
-        for text, b, p in zip(texts, best, probabilities, strict=True)
-    ]
-    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    atomic_write_text(path, "".join(prediction_lines([{"text": t} for t in texts], result.logits, labels)))
 
 
 def write_class_reports(output_dir: Path, predicted: np.ndarray, split: Split) -> list[Path]:
@@ -176,6 +185,7 @@ def run_experiment(
         "weights": config.model.weights,
         # Random weights: latency is real, accuracy is chance.
         "accuracy_meaningful": str(config.model.weights != "random").lower(),
+        JOB_DIR_TAG: str(output_dir.absolute()),
         **engine_tags,
         **environment_tags(),
     }
@@ -183,11 +193,13 @@ def run_experiment(
         data_dir = dataset_dir(config)
         labels = read_labels(data_dir)
         eval_split = read_split(data_dir, config.dataset.eval_split, labels)
+        texts = read_texts(data_dir) if config.infer.predict_data else []
 
         tokenizer, tokenizer_source = serving_tokenizer(config.model, config.infer.tokenizer)
         if tracking is not None:
             tracking.set_tags({"tokenizer": tokenizer_source})
         model = prepare_model(config, len(labels), tokenizer.pad_id)
+        check_vocabulary(config, model, tokenizer, tokenizer_source)
         engine = open_engine(config, model.optimized.path)
 
         result = run_texts(config, eval_split.texts, tokenizer, engine, f"evaluate {eval_split.name}")
@@ -198,7 +210,7 @@ def run_experiment(
         predicted = result.logits.argmax(axis=-1)
         reference = (
             predicted
-            if config.precision.keeps_fp32_graph
+            if config.precision.is_fp32_reference
             else fp32_predictions(config, model, eval_split.texts, tokenizer)
         )
         metrics.update(compare_with_fp32(predicted, reference, eval_split))
@@ -208,7 +220,6 @@ def run_experiment(
         artifacts = [output_dir / METRICS_FILE, output_dir / CONFIG_FILE]
         artifacts += write_class_reports(output_dir, predicted, eval_split)
         if config.infer.predict_data:
-            texts = read_texts(data_dir)
             predictions = run_texts(config, texts, tokenizer, engine, "predict data.txt")
             write_predictions(output_dir / PREDICTIONS_FILE, texts, predictions, labels)
             artifacts.append(output_dir / PREDICTIONS_FILE)
@@ -239,12 +250,14 @@ def run_prediction(
     options = config.predict
     target = Path(options.output) if options.output else output_dir / "predictions"
     tags = {"mode": "predict", "model": config.model.name, "predict_output": str(target.absolute())}
+    tags[JOB_DIR_TAG] = str(output_dir.absolute())
     tags |= config.engine.describe() | environment_tags()
     with tracked_run(config.mlflow, run_name, asdict(config), tags, parent_run_id) as tracking:
         labels, label_file = predict_labels(config)
         plan = plan_input(Path(options.input), options.chunk_lines, options.on_error)
         tokenizer, tokenizer_source = serving_tokenizer(config.model, config.infer.tokenizer)
         model = prepare_model(config, len(labels), tokenizer.pad_id)
+        check_vocabulary(config, model, tokenizer, tokenizer_source)
         spec = PredictorSpec(model.optimized.path, tokenizer_source, config, labels)
         done = prepare_output(target, manifest(plan, spec, options), options.overwrite)
         pending = [chunk for chunk in plan.chunks if chunk.index not in done]

@@ -29,6 +29,7 @@ class Encoded:
 
 class Tokenizer(Protocol):
     pad_id: int
+    vocab_size: int  # ids it can give: 0 .. vocab_size - 1
 
     def encode(self, texts: list[str], max_seq_length: int) -> Encoded: ...
 
@@ -70,6 +71,7 @@ class PaddleNLPTokenizer:
                 "use infer.tokenizer=auto"
             )
         self.pad_id = int(self._tokenizer.pad_token_id)
+        self.vocab_size = len(self._tokenizer)
 
     def encode(self, texts: list[str], max_seq_length: int) -> Encoded:
         rows = self._tokenizer(texts, add_special_tokens=True, return_token_type_ids=False)["input_ids"]
@@ -192,6 +194,7 @@ class FastWordPieceTokenizer:
         self._cls = vocab[special["cls_token"]]
         self._sep = vocab[special["sep_token"]]
         self.pad_id = vocab[special["pad_token"]]
+        self.vocab_size = max(vocab.values()) + 1
 
     def _lookup(self, split_texts: list[list[str]]) -> None:
         cache = self._cache

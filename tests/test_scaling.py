@@ -74,6 +74,29 @@ def test_ray_sweep_on_a_running_cluster_tracks_into_the_server(
     assert [r["status"] for r in summary_rows(tmp_path / "sweep")] == ["FINISHED", "FINISHED"]
 
 
+def test_single_run_tracks_into_the_server(
+    run_cli: RunCli, user_overrides: list[str], mlflow_server: str, tmp_path: Path
+) -> None:
+    overrides = [o for o in user_overrides if not o.startswith("mlflow.")]
+    result = run_cli(
+        *overrides,
+        f"mlflow.tracking_uri={mlflow_server}",
+        "mlflow.experiment_name=single",
+        "hydra.run.dir=job",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    client = mlflow.MlflowClient(mlflow_server)
+    (run,) = client.search_runs([client.get_experiment_by_name("single").experiment_id])
+    assert run.info.status == "FINISHED" and run.info.artifact_uri.startswith("mlflow-artifacts:")
+    path = mlflow.artifacts.download_artifacts(
+        run_id=run.info.run_id,
+        artifact_path="predictions.jsonl",
+        dst_path=str(tmp_path / "d"),
+        tracking_uri=mlflow_server,
+    )
+    assert Path(path).read_bytes() == (tmp_path / "job" / "predictions.jsonl").read_bytes()
+
+
 def test_ray_launcher_gives_the_same_summary_as_the_basic_launcher(
     run_cli: RunCli, user_overrides: list[str], tmp_path: Path
 ) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
 
 from pipeline.errors import ConfigError
 from pipeline.registry import Registry
@@ -20,12 +23,21 @@ PRECISIONS: Registry[PrecisionConfig] = Registry("precision")
 
 @dataclass(frozen=True)
 class OptimizeInputs:
-    """What a precision may need besides the graph (e.g. calibration texts for static INT8).
+    """What a precision may need besides the graph (e.g. calibration batches for static INT8).
 
-    Callers fill what they have; a precision that needs something missing says so.
+    Callers fill what the precision asks for (`needs_calibration`); one that is missing is an error.
     """
 
-    calibration_texts: list[str] = field(default_factory=list)
+    # Feeds by graph input name, as the engine would get them: samples of the train split.
+    calibration_feeds: list[dict[str, np.ndarray]] = field(default_factory=list)
+
+    def calibration_digest(self) -> str:
+        digest = hashlib.sha256()
+        for feed in self.calibration_feeds:
+            for name in sorted(feed):
+                digest.update(name.encode())
+                digest.update(np.ascontiguousarray(feed[name]).tobytes())
+        return digest.hexdigest()
 
 
 @dataclass
@@ -38,11 +50,18 @@ class PrecisionConfig:
                 f"precision.name={self.name!r} does not match the precision chosen; use precision=NAME"
             )
 
-    @property
-    def keeps_fp32_graph(self) -> bool:
-        """True where the model runs in FP32 as converted: it needs no copy when nothing is fused,
-        and it is its own FP32 reference."""
-        return False
+    # The FP32 model itself: its predictions are the reference others are compared with.
+    is_fp32_reference: ClassVar[bool] = False
+    # The graph is used as converted (and fused): no copy is written where nothing is fused.
+    keeps_graph: ClassVar[bool] = False
+    # It needs calibration batches (OptimizeInputs.calibration_feeds) to be built.
+    needs_calibration: ClassVar[bool] = False
+    # The engine runs the graph in this precision (e.g. bf16 on OpenVINO); None: as the graph says.
+    runtime_precision: ClassVar[str | None] = None
+
+    def cpu_lacks(self) -> str | None:
+        """What this CPU lacks for this precision, where it needs a feature (None: nothing)."""
+        return None
 
     def cache_parts(self, inputs: OptimizeInputs) -> dict[str, Any]:
         """Everything that decides the built model, for the content-addressed cache key."""

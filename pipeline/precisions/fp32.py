@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.precisions.base import PRECISIONS, OptimizeInputs, PrecisionConfig
 
@@ -16,10 +16,8 @@ if TYPE_CHECKING:
 @dataclass
 class Fp32Precision(PrecisionConfig):
     name: str = "fp32"
-
-    @property
-    def keeps_fp32_graph(self) -> bool:
-        return True
+    is_fp32_reference: ClassVar[bool] = True
+    keeps_graph: ClassVar[bool] = True
 
     def apply(self, model: onnx.ModelProto, target: Path, inputs: OptimizeInputs) -> None:
         import onnx

@@ -27,6 +27,13 @@ def find_model_files(path_prefix: str | Path) -> PaddleModelFiles:
     params = prefix.with_name(prefix.name + ".pdiparams")
     candidates = [prefix.with_name(prefix.name + ext) for ext in (".json", ".pdmodel")]
     graph = next((c for c in candidates if c.is_file()), None)
+    if graph is None and prefix.is_dir():
+        found = sorted(p.name for p in prefix.glob("*.pdiparams"))
+        hint = f" (it holds {', '.join(found)})" if found else ""
+        raise ModelError(
+            f"model.path_prefix={prefix} is a folder{hint}; give the prefix paddle.jit.save wrote, "
+            f"e.g. {prefix / (found[0].removesuffix('.pdiparams') if found else 'float32')}"
+        )
     if graph is None:
         raise ModelError(
             f"no static-graph model at {candidates[0]} or {candidates[1]}; model.path_prefix must "
@@ -80,3 +87,15 @@ def convert(path_prefix: str | Path, options: ConvertConfig, cache_dir: Path) ->
     )
     folder, _ = cached_artifact(cache_dir, "onnx", key, lambda out: _export(files, opset, checker, out))
     return folder / MODEL_FILE
+
+
+def graph_vocab_size(model_path: Path) -> int | None:
+    """Rows of the word-embedding table: the first dimension of the initializer input_ids index."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    initializers = {tensor.name: tensor for tensor in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Gather" and node.input[1] == "input_ids" and node.input[0] in initializers:
+            return int(initializers[node.input[0]].dims[0])
+    return None

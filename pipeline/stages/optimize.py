@@ -102,7 +102,7 @@ def optimize(
     import onnxruntime
 
     inputs = inputs or OptimizeInputs()
-    if precision.keeps_fp32_graph and not fusion:
+    if precision.keeps_graph and not fusion:
         model = onnx.load(str(source), load_external_data=False)
         attention_layers = count_softmax(model)
         return OptimizedModel(source, fused_op_counts(model), source.stat().st_size / 2**20, attention_layers)

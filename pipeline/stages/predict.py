@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.cache import atomic_write_text
 from pipeline.config import Config, InferConfig, PredictConfig
 from pipeline.errors import ConfigError, DatasetError, ModelError
@@ -120,6 +122,17 @@ def read_chunk(path: Path, chunk: Chunk) -> list[tuple[int, str]]:
     return rows
 
 
+def prediction_lines(rows: list[dict], logits: np.ndarray, labels: list[str]) -> list[str]:
+    """JSON lines: each row (text, and line where known) with its label and the label's probability."""
+    probabilities = softmax(logits)
+    best = probabilities.argmax(axis=-1)
+    return [
+        json.dumps({**row, "label": labels[int(b)], "confidence": round(float(p[b]), 6)}, ensure_ascii=False)
+        + "\n"
+        for row, b, p in zip(rows, best, probabilities, strict=True)
+    ]
+
+
 @dataclass(frozen=True)
 class PredictorSpec:
     """Everything a PartPredictor needs, picklable so that a Ray actor can build one."""
@@ -161,22 +174,10 @@ class PartPredictor:
             )
             self.warmed_up = True
             check_label_count(result.logits.shape[-1], self.spec.labels, self.label_file)
-            probabilities = softmax(result.logits)
-            best = probabilities.argmax(axis=-1)
-            labels = self.spec.labels
-            lines = [
-                json.dumps(
-                    {
-                        "line": n,
-                        "text": text,
-                        "label": labels[int(b)],
-                        "confidence": round(float(p[b]), 6),
-                    },
-                    ensure_ascii=False,
-                )
-                for (n, text), b, p in zip(rows, best, probabilities, strict=True)
-            ]
-        atomic_write_text(output_dir / part_name(chunk.index), "".join(line + "\n" for line in lines))
+            lines = prediction_lines(
+                [{"line": n, "text": t} for n, t in rows], result.logits, self.spec.labels
+            )
+        atomic_write_text(output_dir / part_name(chunk.index), "".join(lines))
         return {"part": chunk.index, "rows": len(lines)}
 
 

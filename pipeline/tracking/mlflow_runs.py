@@ -20,6 +20,8 @@ from pipeline.config import PROJECT_ROOT, MlflowConfig
 from pipeline.errors import TrackingError
 
 log = logging.getLogger(__name__)
+# Every job's run names its output folder: `python -m pipeline.tracking resync` finds it by that.
+JOB_DIR_TAG = "job_dir"
 
 # MLflow caps a param value at 6000 characters.
 _MAX_PARAM_CHARS = 6000

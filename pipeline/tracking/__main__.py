@@ -1,0 +1,3 @@
+from pipeline.tracking.resync import main
+
+main()

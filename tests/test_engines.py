@@ -1,0 +1,163 @@
+"""Engines and precisions: each engine runs the tiny model end to end; BF16 and static INT8 keep
+the FP32 predictions; invalid combinations are one clear error (SKIPPED in sweeps); a cached run
+stays light."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from pipeline.config import PROJECT_ROOT, compose_config
+from pipeline.cpu import cpu_flags
+from pipeline.errors import UnsupportedCombination
+from pipeline.runner import run_experiment
+from tests.conftest import RunCli
+
+HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
+HAS_BF16 = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
+needs_openvino = pytest.mark.skipif(not HAS_OPENVINO, reason="openvino is not installed (the openvino extra)")
+needs_bf16 = pytest.mark.skipif(not HAS_BF16, reason="this CPU has neither avx512_bf16 nor amx_bf16")
+
+
+def tiny_config(tiny_model: Path, cache_dir: Path, tmp_path: Path, *overrides: str):
+    return compose_config(
+        f"model.path_prefix={tiny_model / 'export' / 'float32'}",
+        f"model.name_or_path={tiny_model / 'tokenizer'}",
+        f"cache_dir={cache_dir}",
+        "mlflow.enabled=false",
+        "infer.predict_data=false",
+        "device.num_threads=2",
+        *overrides,
+    )
+
+
+def evaluate(tiny_model: Path, cache_dir: Path, tmp_path: Path, *overrides: str) -> dict:
+    config = tiny_config(tiny_model, cache_dir, tmp_path, *overrides)
+    return run_experiment(config, tmp_path / "-".join(overrides).replace("=", "_"), "", "test")
+
+
+@pytest.mark.parametrize(
+    "engine",
+    [
+        "onnxruntime",
+        pytest.param("openvino", marks=needs_openvino),
+        "paddle_inference",
+    ],
+)
+def test_each_engine_runs_the_tiny_model(
+    engine: str, tiny_model: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    reference = evaluate(tiny_model, cache_dir, tmp_path, "engine=onnxruntime")
+    metrics = evaluate(tiny_model, cache_dir, tmp_path, f"engine={engine}")
+    assert metrics["engine"] == engine and metrics["engine_version"] != "not installed"
+    assert metrics["n_samples"] == 2000 and metrics["latency_ms"] > 0
+    # The same weights in another runtime: the same predictions, to rounding.
+    assert abs(metrics["accuracy"] - reference["accuracy"]) <= 0.002
+
+
+@needs_bf16
+@pytest.mark.parametrize("engine", [pytest.param("openvino", marks=needs_openvino), "paddle_inference"])
+def test_bf16_agrees_with_fp32(engine: str, tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+    metrics = evaluate(tiny_model, cache_dir, tmp_path, f"engine={engine}", "precision=bf16")
+    assert metrics["agreement_vs_fp32"] >= 0.99, metrics
+    assert metrics["accuracy_delta_vs_fp32"] >= -0.01
+
+
+@pytest.mark.parametrize("engine", ["onnxruntime", pytest.param("openvino", marks=needs_openvino)])
+def test_static_int8_keeps_accuracy(engine: str, tiny_model: Path, cache_dir: Path, tmp_path: Path) -> None:
+    metrics = evaluate(
+        tiny_model,
+        cache_dir,
+        tmp_path,
+        f"engine={engine}",
+        "precision=int8_static",
+        "precision.calibration_samples=64",
+    )
+    assert metrics["accuracy_delta_vs_fp32"] >= -0.02, metrics
+    assert metrics["agreement_vs_fp32"] >= 0.95
+    assert metrics["fused_ops"] or engine == "openvino"
+
+
+def test_static_int8_is_cached_by_its_calibration_data(
+    tiny_model: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    from pipeline.runner import prepare_model, serving_tokenizer
+
+    config = tiny_config(
+        tiny_model, cache_dir, tmp_path, "precision=int8_static", "precision.calibration_samples=32"
+    )
+    tokenizer, _ = serving_tokenizer(config.model, config.infer.tokenizer)
+    first = prepare_model(config, 2, tokenizer).path
+    assert prepare_model(config, 2, tokenizer).path == first
+    other = replace(config, precision=replace(config.precision, calibration_samples=48))
+    assert prepare_model(other, 2, tokenizer).path != first
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ["engine=paddle_inference", "precision=int8_static"],
+            "engine=paddle_inference does not run precision=int8_static (it runs fp32, bf16)",
+        ),
+        (["engine=onnxruntime", "precision=bf16"], "engine=onnxruntime does not run precision=bf16"),
+        (["engine=openvino", "device=gpu"], "engine=openvino does not run on device=gpu (it runs on cpu)"),
+    ],
+)
+def test_invalid_combinations_are_one_config_error(overrides: list[str], message: str) -> None:
+    with pytest.raises(UnsupportedCombination, match=message.replace("(", r"\(").replace(")", r"\)")):
+        compose_config(*overrides)
+
+
+@pytest.mark.skipif(HAS_BF16, reason="this CPU computes bfloat16 natively")
+def test_bf16_without_native_support_names_what_the_cpu_lacks() -> None:
+    with pytest.raises(UnsupportedCombination, match="this CPU has neither avx512_bf16 nor amx_bf16"):
+        compose_config("engine=paddle_inference", "precision=bf16")
+
+
+@pytest.mark.slow
+def test_invalid_combination_is_skipped_in_a_sweep(
+    run_cli: RunCli, user_overrides: list[str], tmp_path: Path
+) -> None:
+    result = run_cli(
+        "-m",
+        *user_overrides,
+        "engine=onnxruntime,paddle_inference",
+        "precision=int8_static",
+        "precision.calibration_samples=32",
+        "infer.predict_data=false",
+        "hydra.sweep.dir=sweep",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "skipped engine=paddle_inference,precision=int8_static" in result.stdout
+    statuses = {
+        r["overrides"].split(",")[0]: r["status"]
+        for r in csv.DictReader((tmp_path / "sweep" / "summary.csv").open())
+    }
+    assert statuses == {"engine=onnxruntime": "FINISHED", "engine=paddle_inference": "SKIPPED"}
+
+
+def test_a_cached_run_imports_no_paddle(user_overrides: list[str], cache_dir: Path, tmp_path: Path) -> None:
+    """Nothing is converted in a cached run, so neither paddle, paddle2onnx nor snownlp is imported."""
+    heavy = ("paddle", "paddle2onnx", "paddlenlp", "snownlp")
+    probe = (
+        "import atexit, runpy, sys\n"
+        f"atexit.register(lambda: print('IMPORTED', sorted(m for m in {heavy!r} if m in sys.modules)))\n"
+        f"sys.argv = ['run.py', *sys.argv[1:]]\n"
+        f"runpy.run_path({str(PROJECT_ROOT / 'run.py')!r}, run_name='__main__')\n"
+    )
+    args = [*user_overrides, "mlflow.enabled=false", "hydra.run.dir=job"]
+    env = {**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir)}
+    for _ in range(2):  # the first run may convert; the second is the cached one
+        result = subprocess.run(
+            [sys.executable, "-c", probe, *args], cwd=tmp_path, capture_output=True, text=True, env=env
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    assert "IMPORTED []" in result.stdout, result.stdout[-500:]
