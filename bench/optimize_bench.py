@@ -50,7 +50,7 @@ def bench_model(
         config = bench_config(args, *model_overrides, *overrides)
         tokenizer, _ = serving_tokenizer(config.model, config.infer.tokenizer)
         encoded = tokenizer.encode(texts, config.max_seq_length)
-        model = prepare_model(config, 2, tokenizer.pad_id).optimized
+        model = prepare_model(config, 2, tokenizer)
         result = best_of(config, model.path, encoded)
         ms = ms_per_sample(result)
         if reference is None:

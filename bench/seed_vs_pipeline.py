@@ -22,7 +22,9 @@ from bench.common import bench_config, machine_lines, parse_arguments, replace_s
 from pipeline.config import DEMO_MODEL_DIR, PROJECT_ROOT, ArchitectureConfig, Config
 from pipeline.data import read_labels, read_split
 from pipeline.runner import dataset_dir, open_engine, prepare_model, run_texts, serving_tokenizer
+from pipeline.stages.convert import convert
 from pipeline.stages.evaluate import accuracy, latency_metrics
+from pipeline.stages.export import static_graph
 from pipeline.stages.infer import pad_batch
 from pipeline.tokenizer import load_tokenizer
 
@@ -62,10 +64,12 @@ def seed_run(onnx_path: Path, int8: bool, texts: list[str], args) -> tuple[np.nd
 def pipeline_run(config: Config, texts: list[str]) -> dict:
     """The job's own stages: prepare_model (convert + optimize), open_engine, run_texts."""
     tokenizer, _ = serving_tokenizer(config.model, config.infer.tokenizer)
-    model = prepare_model(config, 2, tokenizer.pad_id)
-    result = run_texts(config, texts, tokenizer, open_engine(config, model.optimized.path), "pipeline")
+    model = prepare_model(config, 2, tokenizer)
+    result = run_texts(config, texts, tokenizer, open_engine(config, model.path), "pipeline")
+    cache = Path(config.cache_dir)
+    converted = convert(static_graph(config.model, 2, tokenizer.pad_id, cache), config.convert, cache)
     return {
-        "onnx_path": model.onnx_path,
+        "onnx_path": converted,  # what the seed runs: the paddle2onnx graph as is
         "result": result,
         "metrics": latency_metrics(result),
         "lengths": [len(r) for r in tokenizer.encode(texts, config.max_seq_length).input_ids],

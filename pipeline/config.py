@@ -18,7 +18,7 @@ from omegaconf.errors import OmegaConfBaseException
 from pipeline.devices import DeviceConfig
 from pipeline.engines import EngineConfig
 from pipeline.engines.base import GRAPH_INPUTS
-from pipeline.errors import ConfigError, check_choice
+from pipeline.errors import ConfigError, UnsupportedCombination, check_choice
 from pipeline.precisions import PrecisionConfig
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -222,6 +222,12 @@ class Config:
             if not isinstance(getattr(self, key), base):
                 raise ConfigError(f"{key} must be chosen by name, e.g. `python run.py {key}=NAME`")
         check_choice(self.mode, ("evaluate", "predict"), "mode")
+        reason = self.engine.unsupported(self.precision, self.device)
+        if reason is None and self.device.name == "cpu":
+            reason = self.precision.cpu_lacks()
+            reason = reason and f"precision={self.precision.name} needs native support: {reason}"
+        if reason:
+            raise UnsupportedCombination(reason)
         if self.mode == "predict" and not self.predict.input:
             raise ConfigError("mode=predict needs predict.input=PATH (one text per line)")
         if self.batch_size < 1:

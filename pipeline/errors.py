@@ -32,6 +32,11 @@ class DeviceError(PipelineError):
     """The requested device or execution provider is not usable."""
 
 
+class UnsupportedCombination(ConfigError):
+    """Options that are each valid but do not run together here (an engine and a precision, a
+    precision and this CPU): a single run stops, a sweep records the job SKIPPED."""
+
+
 class TrackingError(PipelineError):
     """The MLflow tracking store cannot be reached or refused a write."""
 

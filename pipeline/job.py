@@ -13,7 +13,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.config import Config, validate
-from pipeline.errors import PipelineError, TrackingError
+from pipeline.errors import PipelineError, TrackingError, UnsupportedCombination
 from pipeline.job_files import write_job_status
 from pipeline.runner import run_experiment, run_prediction
 from pipeline.tracking.mlflow_runs import run_name
@@ -59,6 +59,14 @@ def run_job(cfg: DictConfig) -> float | None:
             name,
             parent_run_id=_parent_run(config, hydra.sweep.dir) if multirun else None,
         )
+    except UnsupportedCombination as exc:
+        if not multirun:
+            write_job_status(output_dir, "FAILED", str(exc))
+            print(f"error: {exc}", file=sys.stderr)
+            sys.exit(2)
+        write_job_status(output_dir, "SKIPPED", str(exc))
+        print(f"skipped {name}: {exc}")
+        return None
     except PipelineError as exc:
         kept = f"; the job's files are in {output_dir}" if isinstance(exc, TrackingError) else ""
         write_job_status(output_dir, "FAILED", f"{exc}{_where(multirun)}")

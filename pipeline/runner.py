@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import logging
+import random
 import resource
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -21,14 +22,15 @@ from pipeline.config import DEMO_MODEL_DIR, Config, ModelConfig
 from pipeline.data import Split, read_labels, read_split, read_texts
 from pipeline.demo.data import demo_dataset
 from pipeline.engines import Engine
+from pipeline.engines.base import feed_for, graph_input_names
 from pipeline.errors import DatasetError, ModelError
 from pipeline.job_files import CONFIG_FILE, CONFUSION_FILE, METRICS_FILE, PER_CLASS_FILE, PREDICTIONS_FILE
-from pipeline.precisions import PRECISIONS
-from pipeline.stages.convert import convert, graph_vocab_size
+from pipeline.precisions import PRECISIONS, OptimizeInputs
+from pipeline.stages.convert import convert, find_model_files, graph_vocab_size
 from pipeline.stages.evaluate import evaluate
 from pipeline.stages.export import static_graph
-from pipeline.stages.infer import InferenceResult, infer
-from pipeline.stages.optimize import OptimizedModel, optimize
+from pipeline.stages.infer import InferenceResult, infer, pad_batch, plan_batches
+from pipeline.stages.optimize import optimize
 from pipeline.stages.predict import (
     Chunk,
     InputPlan,
@@ -78,18 +80,51 @@ def serving_tokenizer(model: ModelConfig, kind: str) -> tuple[Tokenizer, str]:
 
 @dataclass(frozen=True)
 class PreparedModel:
-    onnx_path: Path  # the converted graph, before fusion and precision changes
-    optimized: OptimizedModel  # what runs
+    path: Path  # what the engine opens: an ONNX file, or a Paddle static-graph prefix
+    fused_ops: dict[str, int]
+    size_mb: float
     vocab_size: int | None  # rows of its word-embedding table, where the graph shows them
 
+    def identity(self) -> list[Path]:
+        """The files whose content is this model (for cache keys)."""
+        if self.path.is_file():
+            return [self.path]
+        files = find_model_files(self.path)
+        return [files.graph, files.params]
 
-def prepare_model(config: Config, num_labels: int, pad_id: int) -> PreparedModel:
-    """export (where needed) -> convert -> optimize, each cached by content."""
+
+def prepare_model(config: Config, num_labels: int, tokenizer: Tokenizer) -> PreparedModel:
+    """export (where needed) -> convert -> optimize, each cached by content, as the engine reads it."""
     cache_dir = Path(config.cache_dir)
-    onnx_path = convert(static_graph(config.model, num_labels, pad_id, cache_dir), config.convert, cache_dir)
-    optimized = optimize(onnx_path, config.precision, fusion=config.optimize.fusion, cache_dir=cache_dir)
+    prefix = static_graph(config.model, num_labels, tokenizer.pad_id, cache_dir)
+    if config.engine.reads == "paddle":
+        files = find_model_files(prefix)
+        return PreparedModel(Path(prefix), {}, files.params.stat().st_size / 2**20, None)
+    onnx_path = convert(prefix, config.convert, cache_dir)
+    inputs = (
+        OptimizeInputs(calibration_feeds=calibration_feeds(config, tokenizer, onnx_path))
+        if config.precision.needs_calibration
+        else None
+    )
+    fusion = config.optimize.fusion and not config.engine.fuses_itself
+    optimized = optimize(onnx_path, config.precision, fusion=fusion, cache_dir=cache_dir, inputs=inputs)
     log.info("model to run: %s (fused ops %s)", optimized.path, optimized.fused_ops)
-    return PreparedModel(onnx_path, optimized, graph_vocab_size(onnx_path))
+    return PreparedModel(optimized.path, optimized.fused_ops, optimized.size_mb, graph_vocab_size(onnx_path))
+
+
+def calibration_feeds(config: Config, tokenizer: Tokenizer, onnx_path: Path) -> list[dict[str, np.ndarray]]:
+    """Batches of train-split texts (a fixed random sample) fed as the engine would feed them."""
+    data_dir = dataset_dir(config)
+    train = read_split(data_dir, "train", read_labels(data_dir))
+    count = min(config.precision.calibration_samples, len(train.texts))
+    texts = random.Random(0).sample(train.texts, count)
+    encoded = tokenizer.encode(texts, config.max_seq_length)
+    names = graph_input_names(onnx_path)
+    rows = encoded.input_ids
+    return [
+        feed_for(names, pad_batch([rows[i] for i in batch], encoded.pad_id), encoded.pad_id)
+        for batch in plan_batches([len(r) for r in rows], config.batch_size, sort_by_length=True)
+    ]
 
 
 def check_vocabulary(
@@ -107,7 +142,11 @@ def check_vocabulary(
 
 def open_engine(config: Config, model_path: Path) -> Engine:
     return config.engine.open(
-        model_path, config.device, max_batch=config.batch_size, max_length=config.max_seq_length
+        model_path,
+        config.device,
+        config.precision,
+        max_batch=config.batch_size,
+        max_length=config.max_seq_length,
     )
 
 
@@ -133,20 +172,19 @@ def check_label_count(result: InferenceResult, labels: list[str], label_file: Pa
         )
 
 
-def fp32_predictions(
-    config: Config, model: PreparedModel, texts: list[str], tokenizer: Tokenizer
-) -> np.ndarray:
-    """The FP32 model's predicted labels for `texts`, cached: a precision sweep computes them once."""
-    reference = optimize(
-        model.onnx_path,
-        PRECISIONS.create("fp32"),
-        fusion=config.optimize.fusion,
-        cache_dir=Path(config.cache_dir),
+def fp32_predictions(config: Config, num_labels: int, texts: list[str], tokenizer: Tokenizer) -> np.ndarray:
+    """The same engine's FP32 predicted labels for `texts`, cached: a precision sweep computes them once."""
+    reference = replace(config, precision=PRECISIONS.create("fp32"))
+    model = prepare_model(reference, num_labels, tokenizer)
+    key = content_key(
+        model=model.identity(),
+        engine=config.engine.describe(),
+        texts=texts,
+        max_seq_length=config.max_seq_length,
     )
-    key = content_key(model=reference.path, texts=texts, max_seq_length=config.max_seq_length)
 
     def build(out: Path) -> None:
-        result = run_texts(config, texts, tokenizer, open_engine(config, reference.path), "fp32 reference")
+        result = run_texts(reference, texts, tokenizer, open_engine(reference, model.path), "fp32 reference")
         np.save(out / "predicted.npy", result.logits.argmax(axis=-1))
 
     folder, _ = cached_artifact(Path(config.cache_dir), "fp32-predictions", key, build)
@@ -198,20 +236,20 @@ def run_experiment(
         tokenizer, tokenizer_source = serving_tokenizer(config.model, config.infer.tokenizer)
         if tracking is not None:
             tracking.set_tags({"tokenizer": tokenizer_source})
-        model = prepare_model(config, len(labels), tokenizer.pad_id)
+        model = prepare_model(config, len(labels), tokenizer)
         check_vocabulary(config, model, tokenizer, tokenizer_source)
-        engine = open_engine(config, model.optimized.path)
+        engine = open_engine(config, model.path)
 
         result = run_texts(config, eval_split.texts, tokenizer, engine, f"evaluate {eval_split.name}")
         check_label_count(result, labels, data_dir / "label.txt")
         metrics: dict = evaluate(result, eval_split.label_ids, len(labels))
-        metrics["model_size_mb"] = model.optimized.size_mb
-        metrics["fused_ops"] = model.optimized.fused_ops
+        metrics["model_size_mb"] = model.size_mb
+        metrics["fused_ops"] = model.fused_ops
         predicted = result.logits.argmax(axis=-1)
         reference = (
             predicted
             if config.precision.is_fp32_reference
-            else fp32_predictions(config, model, eval_split.texts, tokenizer)
+            else fp32_predictions(config, len(labels), eval_split.texts, tokenizer)
         )
         metrics.update(compare_with_fp32(predicted, reference, eval_split))
         metrics.update(engine_tags)
@@ -226,7 +264,7 @@ def run_experiment(
 
         if tracking is not None:
             tracking.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
-            tracking.log_metrics({f"fused_ops.{op}": n for op, n in model.optimized.fused_ops.items()})
+            tracking.log_metrics({f"fused_ops.{op}": n for op, n in model.fused_ops.items()})
             for path in artifacts:
                 tracking.log_artifact(path)
     return metrics
@@ -256,9 +294,9 @@ def run_prediction(
         labels, label_file = predict_labels(config)
         plan = plan_input(Path(options.input), options.chunk_lines, options.on_error)
         tokenizer, tokenizer_source = serving_tokenizer(config.model, config.infer.tokenizer)
-        model = prepare_model(config, len(labels), tokenizer.pad_id)
+        model = prepare_model(config, len(labels), tokenizer)
         check_vocabulary(config, model, tokenizer, tokenizer_source)
-        spec = PredictorSpec(model.optimized.path, tokenizer_source, config, labels)
+        spec = PredictorSpec(model.path, tokenizer_source, config, labels)
         done = prepare_output(target, manifest(plan, spec, options), options.overwrite)
         pending = [chunk for chunk in plan.chunks if chunk.index not in done]
         log.info(

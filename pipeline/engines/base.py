@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
 from pipeline.devices import DeviceConfig
 from pipeline.errors import ConfigError, ModelError
 from pipeline.registry import Registry
+
+if TYPE_CHECKING:
+    from pipeline.precisions import PrecisionConfig
 
 # Every input a graph may have, in the order the export stage gives them.
 GRAPH_INPUTS = ("input_ids", "token_type_ids", "task_type_ids", "attention_mask")
@@ -33,6 +36,15 @@ def feed_for(input_names: list[str], input_ids: np.ndarray, pad_id: int) -> dict
         else:  # token_type_ids, task_type_ids
             feed[name] = np.zeros_like(input_ids)
     return feed
+
+
+def graph_input_names(model_path: Path) -> list[str]:
+    """The inputs an ONNX graph must be fed (initializers that double as inputs excluded)."""
+    import onnx
+
+    model = onnx.load(str(model_path), load_external_data=False)
+    initializers = {t.name for t in model.graph.initializer}
+    return [i.name for i in model.graph.input if i.name not in initializers]
 
 
 def check_feedable(model_path: Path, input_names: list[str]) -> None:
@@ -57,12 +69,37 @@ class Engine(Protocol):
 @dataclass
 class EngineConfig:
     name: str = "onnxruntime"
+    # What it opens: "onnx", the converted (and optimized) graph; "paddle", the static graph.
+    reads: ClassVar[str] = "onnx"
+    # It fuses the graph itself: the optimize stage leaves out ONNX Runtime's fusions (whose
+    # com.microsoft operators other runtimes do not know).
+    fuses_itself: ClassVar[bool] = False
+    precisions: ClassVar[tuple[str, ...]] = ()
+    devices: ClassVar[tuple[str, ...]] = ()
 
     def __post_init__(self) -> None:
         if type(self) is not ENGINES.get(self.name):
             raise ConfigError(f"engine.name={self.name!r} does not match the engine chosen; use engine=NAME")
 
-    def open(self, model_path: Path, device: DeviceConfig, *, max_batch: int, max_length: int) -> Engine:
+    def unsupported(self, precision: PrecisionConfig, device: DeviceConfig) -> str | None:
+        """Why this engine cannot run `precision` on `device` (None: it can)."""
+        if precision.name not in self.precisions:
+            runs = ", ".join(self.precisions)
+            return f"engine={self.name} does not run precision={precision.name} (it runs {runs})"
+        if device.name not in self.devices:
+            runs = ", ".join(self.devices)
+            return f"engine={self.name} does not run on device={device.name} (it runs on {runs})"
+        return None
+
+    def open(
+        self,
+        model_path: Path,
+        device: DeviceConfig,
+        precision: PrecisionConfig,
+        *,
+        max_batch: int,
+        max_length: int,
+    ) -> Engine:
         raise NotImplementedError
 
     def describe(self) -> dict[str, str]:

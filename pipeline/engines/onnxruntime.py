@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
-import onnx
 import onnxruntime as ort
 
 from pipeline.devices import DeviceConfig, GpuDevice
-from pipeline.engines.base import ENGINES, EngineConfig, check_feedable, feed_for
+from pipeline.engines.base import ENGINES, EngineConfig, check_feedable, feed_for, graph_input_names
 from pipeline.errors import DeviceError, ModelError
+from pipeline.precisions import PrecisionConfig
 
 _OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -19,12 +20,6 @@ _OPT_LEVELS = {
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-
-
-def graph_input_names(model_path: Path) -> list[str]:
-    model = onnx.load(str(model_path), load_external_data=False)
-    initializers = {t.name for t in model.graph.initializer}
-    return [i.name for i in model.graph.input if i.name not in initializers]
 
 
 def session_options(device: DeviceConfig) -> ort.SessionOptions:
@@ -89,9 +84,17 @@ class OnnxRuntimeEngine(EngineConfig):
     """ONNX Runtime (CPU, CUDA or TensorRT execution providers, by `device`)."""
 
     name: str = "onnxruntime"
+    precisions: ClassVar[tuple[str, ...]] = ("fp32", "fp16", "int8", "int8_static")
+    devices: ClassVar[tuple[str, ...]] = ("cpu", "gpu")
 
     def open(
-        self, model_path: Path, device: DeviceConfig, *, max_batch: int, max_length: int
+        self,
+        model_path: Path,
+        device: DeviceConfig,
+        precision: PrecisionConfig,
+        *,
+        max_batch: int,
+        max_length: int,
     ) -> OnnxRuntimeSession:
         return OnnxRuntimeSession(model_path, device, max_batch, max_length)
 
