@@ -78,7 +78,11 @@ def test_wrong_type_is_refused_when_composing() -> None:
             "precision.name='int8' does not match the precision chosen; use precision=NAME",
         ),
         (["device.name=gpu"], "device.name='gpu' does not match the device chosen; use device=NAME"),
-        (["engine.name=openvino"], "engine='openvino' is not one of onnxruntime"),
+        (["engine.name=tensorrt"], "engine='tensorrt' is not one of onnxruntime, openvino, paddle_inference"),
+        (
+            ["engine=onnxruntime", "engine.name=openvino"],
+            "engine.name='openvino' does not match the engine chosen",
+        ),
     ],
 )
 def test_options_are_chosen_by_group_not_by_name_field(overrides: list[str], message: str) -> None:
