@@ -189,6 +189,22 @@ class MlflowConfig:
     # A SQLite file for one machine (artifacts beside it, in mlartifacts/), or http://HOST:PORT.
     tracking_uri: str = "sqlite:///${project_root:}/mlflow.db"
     experiment_name: str = "ernie-onnx"
+    # Log the job's model as an MLflow pyfunc model and register it under this name (a single run),
+    # or, in a sweep, register the winner of `select` and point the alias `champion` at it.
+    registered_model_name: str | None = None
+
+
+@dataclass
+class SelectConfig:
+    """How a sweep picks its winner (selection.md, the parent run's tags, the `champion` alias)."""
+
+    metric: str = "latency_ms"
+    direction: str = "minimize"  # minimize | maximize
+    constraint_metric: str | None = "accuracy_delta_vs_fp32"  # null: no constraint
+    constraint_min: float = -0.005  # keep jobs whose constraint_metric >= this
+
+    def __post_init__(self) -> None:
+        check_choice(self.direction, ("minimize", "maximize"), "select.direction")
 
 
 @dataclass
@@ -206,6 +222,7 @@ class Config:
     infer: InferConfig = field(default_factory=InferConfig)
     predict: PredictConfig = field(default_factory=PredictConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    select: SelectConfig = field(default_factory=SelectConfig)
     # evaluate: accuracy and latency on the dataset's eval split (and predictions for its data.txt);
     # predict: a corpus of any size, streamed to part files (predict.*).
     mode: str = "evaluate"

@@ -51,14 +51,15 @@ def run_job(cfg: DictConfig) -> float | None:
             write_job_status(output_dir, "SKIPPED", reason)
             print(f"skipped {name}: {reason.split(';')[0].split('. ')[0]}")
             return None
-        run = run_prediction if config.mode == "predict" else run_experiment
-        metrics = run(
-            config,
-            output_dir,
-            OmegaConf.to_yaml(cfg, resolve=True),
-            name,
-            parent_run_id=_parent_run(config, hydra.sweep.dir) if multirun else None,
-        )
+        composed = OmegaConf.to_yaml(cfg, resolve=True)
+        parent = _parent_run(config, hydra.sweep.dir) if multirun else None
+        if config.mode == "predict":
+            metrics = run_prediction(config, output_dir, composed, name, parent_run_id=parent)
+        else:
+            # A sweep registers only its winner (pipeline.tracking.sweep), not every job.
+            metrics = run_experiment(
+                config, output_dir, composed, name, parent_run_id=parent, register=not multirun
+            )
     except UnsupportedCombination as exc:
         if not multirun:
             write_job_status(output_dir, "FAILED", str(exc))

@@ -26,6 +26,7 @@ from pipeline.engines.base import feed_for, graph_input_names
 from pipeline.errors import DatasetError, ModelError
 from pipeline.job_files import CONFIG_FILE, CONFUSION_FILE, METRICS_FILE, PER_CLASS_FILE, PREDICTIONS_FILE
 from pipeline.precisions import PRECISIONS, OptimizeInputs
+from pipeline.serving.registry import check_servable, log_served_model
 from pipeline.stages.convert import convert, find_model_files, graph_vocab_size
 from pipeline.stages.evaluate import evaluate
 from pipeline.stages.export import static_graph
@@ -211,9 +212,18 @@ def write_class_reports(output_dir: Path, predicted: np.ndarray, split: Split) -
 
 
 def run_experiment(
-    config: Config, output_dir: Path, composed_yaml: str, run_name: str, parent_run_id: str | None = None
+    config: Config,
+    output_dir: Path,
+    composed_yaml: str,
+    run_name: str,
+    parent_run_id: str | None = None,
+    register: bool = True,
 ) -> dict:
-    """Runs every stage and returns the metrics also written to `output_dir/metrics.json`."""
+    """Runs every stage and returns the metrics also written to `output_dir/metrics.json`.
+
+    With mlflow.registered_model_name, the model is logged as a pyfunc model, and registered
+    where `register` (a sweep registers only its winner).
+    """
     output_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(output_dir / CONFIG_FILE, composed_yaml)
     engine_tags = config.engine.describe()
@@ -234,6 +244,8 @@ def run_experiment(
         texts = read_texts(data_dir) if config.infer.predict_data else []
 
         tokenizer, tokenizer_source = serving_tokenizer(config.model, config.infer.tokenizer)
+        if config.mlflow.registered_model_name:
+            check_servable(config)
         if tracking is not None:
             tracking.set_tags({"tokenizer": tokenizer_source})
         model = prepare_model(config, len(labels), tokenizer)
@@ -267,6 +279,14 @@ def run_experiment(
             tracking.log_metrics({f"fused_ops.{op}": n for op, n in model.fused_ops.items()})
             for path in artifacts:
                 tracking.log_artifact(path)
+            if config.mlflow.registered_model_name:
+                name = config.mlflow.registered_model_name if register else None
+                version = log_served_model(
+                    config, tracking.run_id, model.path, tokenizer_source, data_dir / "label.txt", texts, name
+                )
+                if version:
+                    metrics["registered_version"] = version
+                    print(f"registered {name} version {version}: models:/{name}/{version}")
     return metrics
 
 

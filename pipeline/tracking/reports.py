@@ -26,6 +26,7 @@ SUMMARY_COLUMNS = (
     "e2e_ms",
     "model_size_mb",
     "agreement_vs_fp32",
+    "accuracy_delta_vs_fp32",
     "error",
 )
 
@@ -85,9 +86,8 @@ def _job_row(job_dir: Path) -> dict[str, object]:
     metrics_file = job_dir / METRICS_FILE
     if metrics_file.is_file():
         metrics = json.loads(metrics_file.read_text())
-        for key in SUMMARY_COLUMNS:
-            if key in metrics:
-                row[key] = metrics[key]
+        # Every scalar metric: the summary shows SUMMARY_COLUMNS, a selection rule may use any.
+        row.update({k: v for k, v in metrics.items() if isinstance(v, int | float) and k not in row})
     config_file = job_dir / ".hydra" / "config.yaml"
     if config_file.is_file():
         config = yaml.safe_load(config_file.read_text())

@@ -11,10 +11,19 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.cache import atomic_write_text
-from pipeline.config import MlflowConfig
+from pipeline.config import MlflowConfig, SelectConfig
 from pipeline.errors import TrackingError
-from pipeline.tracking.mlflow_runs import attach_run, environment_tags, find_run_by_tag, start_run
+from pipeline.serving.registry import CHAMPION, register_run_model
+from pipeline.tracking.mlflow_runs import (
+    JOB_DIR_TAG,
+    TrackedRun,
+    attach_run,
+    environment_tags,
+    find_run_by_tag,
+    start_run,
+)
 from pipeline.tracking.reports import sweep_rows, write_sweep_summary
+from pipeline.tracking.selection import Selection, select_winner, write_selection
 
 log = logging.getLogger(__name__)
 # The parent run's tag that jobs find it by: through the tracking store, so that a job on
@@ -39,6 +48,22 @@ def _mlflow_config(config: DictConfig) -> MlflowConfig:
 
 
 class SweepTracking(Callback):
+    @staticmethod
+    def _record_winner(cfg: MlflowConfig, parent: TrackedRun, job_dir: Path, selection: Selection) -> None:
+        """Tags the parent and the winner's run; registers the winner's model as `champion`."""
+        winner = selection.winner or {}
+        run_id = find_run_by_tag(cfg, JOB_DIR_TAG, str(job_dir))
+        parent.set_tags({"winner_job": str(winner["job"]), "winner_overrides": str(winner["overrides"])})
+        if run_id is None:
+            return
+        parent.set_tags({"winner_run_id": run_id})
+        attach_run(cfg, run_id).set_tags({"sweep_winner": "true"})
+        if cfg.registered_model_name:
+            version = register_run_model(cfg.tracking_uri, run_id, cfg.registered_model_name)
+            parent.set_tags({"registered_version": version})
+            name = cfg.registered_model_name
+            print(f"  registered the winner as models:/{name}@{CHAMPION} (version {version})")
+
     # Launchers such as joblib pickle callbacks into their workers: keep only plain data here.
     def __init__(self) -> None:
         self._run_id: str | None = None
@@ -84,13 +109,20 @@ class SweepTracking(Callback):
         )
         for row in failed:
             print(f"  FAILED {row['overrides']}: {row['error']}")
+        rule = SelectConfig(**OmegaConf.to_container(config.select, resolve=True))
+        selection = select_winner(rows, rule)
+        written.append(write_selection(sweep_dir, selection))
+        print(f"  {selection.headline}")
         if self._run_id is None:
             return
         try:
-            run = attach_run(_mlflow_config(config), self._run_id)
+            mlflow_config = _mlflow_config(config)
+            run = attach_run(mlflow_config, self._run_id)
             for path in written:
                 run.log_artifact(path)
             run.log_metrics({"jobs": len(rows), "jobs_failed": len(failed), "jobs_skipped": len(skipped)})
+            if selection.winner is not None:
+                self._record_winner(mlflow_config, run, sweep_dir / str(selection.winner["job"]), selection)
             run.end("FINISHED")
         except TrackingError as exc:
             print(f"warning: {exc} -- the summary is in {sweep_dir}", file=sys.stderr)
