@@ -7,7 +7,7 @@ comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))
 ARGS ?=
 
-.PHONY: setup run test test-fast lint format demo-model mlflow-ui mlflow-server clean
+.PHONY: setup run test test-fast lint format demo-model mlflow-ui mlflow-server serve clean
 
 setup: $(STAMP)
 
@@ -54,6 +54,15 @@ mlflow-server: setup
 	$(VENV)/bin/mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) \
 		--backend-store-uri sqlite:///$(MLFLOW_SERVER_DIR)/mlflow.db \
 		--artifacts-destination $(MLFLOW_SERVER_DIR)/artifacts
+
+# Serves a registered model over HTTP (POST /invocations {"inputs": [...]}) on 127.0.0.1.
+#   make serve MODEL=models:/ernie-classifier@champion [SERVE_PORT=5001] [MLFLOW_TRACKING_URI=...]
+MODEL ?= models:/ernie-classifier@champion
+SERVE_PORT ?= 5001
+MLFLOW_TRACKING_URI ?= sqlite:///$(CURDIR)/mlflow.db
+serve: setup
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH MLFLOW_TRACKING_URI=$(MLFLOW_TRACKING_URI) \
+		$(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
 
 clean:
 	rm -rf .cache outputs/runs outputs/sweeps .pytest_cache

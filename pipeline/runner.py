@@ -282,7 +282,13 @@ def run_experiment(
             if config.mlflow.registered_model_name:
                 name = config.mlflow.registered_model_name if register else None
                 version = log_served_model(
-                    config, tracking.run_id, model.path, tokenizer_source, data_dir / "label.txt", texts, name
+                    config,
+                    tracking.run_id,
+                    model.path,
+                    tokenizer_source,
+                    data_dir / "label.txt",
+                    eval_split.texts,
+                    name,
                 )
                 if version:
                     metrics["registered_version"] = version

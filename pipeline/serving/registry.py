@@ -8,6 +8,7 @@ from pathlib import Path
 
 from pipeline.cache import installed_version
 from pipeline.config import PROJECT_ROOT, Config
+from pipeline.data import read_labels
 from pipeline.errors import ConfigError, TrackingError
 from pipeline.tracking.mlflow_runs import store_errors
 
@@ -52,8 +53,8 @@ def log_served_model(
 ) -> str | None:
     """Logs the pyfunc model into run `run_id`; returns the registered version (or None)."""
     import mlflow
-    import pandas as pd
-    from mlflow.models import infer_signature
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, DataType, Schema
 
     settings = {
         "batch_size": config.batch_size,
@@ -62,7 +63,7 @@ def log_served_model(
         "tokenizer": "fast" if config.infer.tokenizer == "auto" else config.infer.tokenizer,
         "num_threads": int(config.device.num_threads or 1),
     }
-    example = pd.DataFrame({"text": texts[:3]})
+    example = texts[:3]
     with tempfile.TemporaryDirectory(prefix="served-model-") as work:
         settings_file = Path(work) / "settings.json"
         settings_file.write_text(json.dumps(settings, indent=2) + "\n", encoding="utf-8")
@@ -72,11 +73,18 @@ def log_served_model(
             "labels": str(label_file),
             "settings": str(settings_file),
         }
-        labels = [
-            line.strip() for line in label_file.read_text(encoding="utf-8-sig").splitlines() if line.strip()
-        ]
-        output = pd.DataFrame(
-            {"label": [labels[0]], "confidence": [1.0], **{f"prob_{label}": [0.5] for label in labels}}
+        labels = read_labels(label_file.parent, label_file.name)
+        # One string column in (a list of texts, or a one-column frame); label, confidence and one
+        # probability per label out.
+        signature = ModelSignature(
+            inputs=Schema([ColSpec(DataType.string)]),
+            outputs=Schema(
+                [
+                    ColSpec(DataType.string, "label"),
+                    ColSpec(DataType.double, "confidence"),
+                    *(ColSpec(DataType.double, f"prob_{label}") for label in labels),
+                ]
+            ),
         )
         mlflow.set_tracking_uri(config.mlflow.tracking_uri)
         with (
@@ -89,7 +97,7 @@ def log_served_model(
                 artifacts=artifacts,
                 code_paths=[str(PROJECT_ROOT / "pipeline")],
                 pip_requirements=serving_requirements(),
-                signature=infer_signature(example, output),
+                signature=signature,
                 input_example=example,
                 registered_model_name=register_as,
             )
