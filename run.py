@@ -21,7 +21,7 @@ warnings.filterwarnings("ignore", message="No ccache found")
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
-def main(cfg: DictConfig) -> float | None:
+def main(cfg: DictConfig) -> float | list[float] | None:
     return run_job(cfg)
 
 

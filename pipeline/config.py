@@ -233,6 +233,8 @@ class Config:
     # In a sweep, a job whose device is not usable here (device=gpu without CUDA) is recorded as
     # SKIPPED with one line instead of FAILED. A single run always fails loudly.
     skip_unavailable_device: bool = False
+    # The metrics a job returns to a sweeper that optimises (Optuna): one, or several in order.
+    objectives: list[str] = field(default_factory=lambda: ["accuracy"])
 
     def __post_init__(self) -> None:
         for key, base in (("device", DeviceConfig), ("precision", PrecisionConfig), ("engine", EngineConfig)):

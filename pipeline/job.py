@@ -35,8 +35,8 @@ def _where(multirun: bool) -> str:
     return f" [host {platform.node()}]" if multirun else ""
 
 
-def run_job(cfg: DictConfig) -> float | None:
-    """Returns the accuracy (for sweepers that optimise it), or None for a failed sweep job.
+def run_job(cfg: DictConfig) -> float | list[float] | None:
+    """Returns the `objectives` metrics (for sweepers that optimise them), or None for a failed job.
 
     A failing job in a sweep is recorded and the sweep goes on; a failing single run exits 2
     with one line on stderr.
@@ -98,4 +98,9 @@ def run_job(cfg: DictConfig) -> float | None:
         f"{name}: {quality}  latency {metrics['latency_ms']:.3f} ms/sample  "
         f"e2e {metrics['e2e_ms']:.3f} ms/sample  ({metrics['n_samples']} samples) -> {output_dir}"
     )
-    return float(metrics["accuracy"])
+    values = [float(metrics[name]) for name in config.objectives if name in metrics]
+    if len(values) != len(config.objectives):
+        missing = [name for name in config.objectives if name not in metrics]
+        print(f"error: objectives {missing} are not metrics of this job", file=sys.stderr)
+        return None
+    return values[0] if len(values) == 1 else values

@@ -49,7 +49,7 @@ def per_class_markdown(matrix: np.ndarray, labels: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _save_figure(figure, path: Path) -> None:
+def save_figure(figure, path: Path) -> None:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     tmp = path.with_name(f".{path.name}.tmp")
@@ -71,7 +71,7 @@ def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: Path) -> 
     axes.set_ylabel("gold")
     for (row, col), count in np.ndenumerate(matrix):
         axes.text(col, row, str(count), ha="center", va="center", color="black")
-    _save_figure(figure, path)
+    save_figure(figure, path)
     plt.close(figure)
 
 
@@ -155,7 +155,7 @@ def _plots(rows: list[dict[str, object]], sweep_dir: Path) -> list[Path]:
     axes.set_title("Latency vs batch size")
     axes.legend()
     paths.append(sweep_dir / "latency_vs_batch_size.png")
-    _save_figure(figure, paths[-1])
+    save_figure(figure, paths[-1])
     plt.close(figure)
 
     figure, axes = plt.subplots(figsize=(6, 4))
@@ -166,6 +166,6 @@ def _plots(rows: list[dict[str, object]], sweep_dir: Path) -> list[Path]:
     axes.set_ylabel("accuracy")
     axes.set_title("Accuracy vs latency")
     paths.append(sweep_dir / "accuracy_vs_latency.png")
-    _save_figure(figure, paths[-1])
+    save_figure(figure, paths[-1])
     plt.close(figure)
     return paths

@@ -22,6 +22,7 @@ from pipeline.tracking.mlflow_runs import (
     find_run_by_tag,
     start_run,
 )
+from pipeline.tracking.pareto import write_pareto
 from pipeline.tracking.reports import sweep_rows, write_sweep_summary
 from pipeline.tracking.selection import Selection, select_winner, write_selection
 
@@ -112,6 +113,7 @@ class SweepTracking(Callback):
         rule = SelectConfig(**OmegaConf.to_container(config.select, resolve=True))
         selection = select_winner(rows, rule)
         written.append(write_selection(sweep_dir, selection))
+        written += write_pareto(sweep_dir, rows)
         print(f"  {selection.headline}")
         if self._run_id is None:
             return
