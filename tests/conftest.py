@@ -117,41 +117,63 @@ def wait_until(ready: Callable[[], bool], what: str, process: subprocess.Popen, 
     raise RuntimeError(f"{what} not ready after {seconds} s")
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real `mlflow server` on 127.0.0.1 as `make mlflow-server` starts it: SQLite + served artifacts."""
+@contextlib.contextmanager
+def running_server(
+    command: list[str],
+    ready_url: str,
+    log_path: Path,
+    env: dict[str, str] | None = None,
+    seconds: float = 120,
+) -> Iterator[subprocess.Popen]:
+    """A server process in its own session, once `ready_url` answers; stopped by its process id after."""
     import requests
 
-    folder = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    log = (folder / "server.log").open("w")
-    process = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "server",
-            "--host=127.0.0.1",
-            f"--port={port}",
-            f"--backend-store-uri=sqlite:///{folder}/mlflow.db",
-            f"--artifacts-destination={folder}/artifacts",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    uri = f"http://127.0.0.1:{port}"
-
-    def healthy() -> bool:
+    def answering() -> bool:
         try:
-            return requests.get(f"{uri}/health", timeout=2).ok
+            return requests.get(ready_url, timeout=2).ok
         except requests.RequestException:
             return False
 
-    try:
-        wait_until(healthy, "mlflow server", process)
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        )
+        try:
+            wait_until(answering, Path(command[0]).name, process, seconds)
+            yield process
+        finally:
+            stop_process_group(process)
+
+
+def venv_command(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real `mlflow server` on 127.0.0.1 as `make mlflow-server` starts it: SQLite + served artifacts."""
+    folder = tmp_path_factory.mktemp("mlflow-server")
+    uri = f"http://127.0.0.1:{free_port()}"
+    command = [
+        venv_command("mlflow"),
+        "server",
+        "--host=127.0.0.1",
+        f"--port={uri.rsplit(':', 1)[1]}",
+        f"--backend-store-uri=sqlite:///{folder}/mlflow.db",
+        f"--artifacts-destination={folder}/artifacts",
+    ]
+    with running_server(command, f"{uri}/health", folder / "server.log"):
         yield uri
-    finally:
-        stop_process_group(process)
-        log.close()
+
+
+def dataset_with_a_bad_test_split(folder: Path) -> Path:
+    """A two-label dataset whose dev split is fine and whose test split has an unknown label on line 2."""
+    folder.mkdir()
+    (folder / "label.txt").write_text("negative\npositive\n")
+    (folder / "dev.txt").write_text("很好\tpositive\n很差\tnegative\n")
+    (folder / "test.txt").write_text("很好\tpositive\n坏了\tbroken-label\n")
+    (folder / "data.txt").write_text("还行\n")
+    return folder
 
 
 @pytest.fixture(scope="session")

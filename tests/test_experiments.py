@@ -123,3 +123,31 @@ def test_skipped_trials_are_failed_for_optuna_and_the_search_goes_on(
     assert (result.stdout + result.stderr).count("Failed experiment") == 2
     statuses = [r["status"] for r in csv.DictReader((tmp_path / "search" / "summary.csv").open())]
     assert statuses == ["SKIPPED", "SKIPPED"]
+
+
+def test_selection_rule_keeps_jobs_at_the_constraint_bound_and_zero() -> None:
+    from pipeline.config import SelectConfig
+    from pipeline.tracking.selection import select_winner
+
+    rows = [
+        {
+            "job": "0",
+            "overrides": "fp32",
+            "status": "FINISHED",
+            "latency_ms": 2.0,
+            "accuracy_delta_vs_fp32": 0.0,
+        },
+        {
+            "job": "1",
+            "overrides": "int8",
+            "status": "FINISHED",
+            "latency_ms": 1.0,
+            "accuracy_delta_vs_fp32": -0.02,
+        },
+        {"job": "2", "overrides": "gpu", "status": "SKIPPED"},
+    ]
+    selection = select_winner(rows, SelectConfig())
+    assert selection.winner is not None and selection.winner["job"] == "0"  # int8 loses 2 points
+    assert (selection.eligible, selection.finished) == (1, 2)
+    fastest = select_winner(rows, SelectConfig(constraint_metric=None))
+    assert fastest.winner is not None and fastest.winner["job"] == "1"

@@ -12,7 +12,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import RunCli, free_port
+from tests.conftest import RunCli, dataset_with_a_bad_test_split, free_port
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
@@ -101,11 +101,7 @@ def test_ray_launcher_gives_the_same_summary_as_the_basic_launcher(
     run_cli: RunCli, user_overrides: list[str], tmp_path: Path
 ) -> None:
     """A local Ray cluster started for the sweep (the default); a failing job is FAILED, the rest run."""
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "label.txt").write_text("negative\npositive\n")
-    (data / "dev.txt").write_text("很好\tpositive\n很差\tnegative\n")
-    (data / "test.txt").write_text("很好\tpositive\n坏了\tbroken-label\n")
+    data = dataset_with_a_bad_test_split(tmp_path / "data")
     common = [*user_overrides, f"dataset.dir={data}", "dataset.eval_split=dev,test", "device.num_threads=1"]
     rows = {}
     launchers = {"basic": [], "ray": ["hydra.launcher.ray.init.num_cpus=2"]}

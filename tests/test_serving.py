@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -13,7 +12,7 @@ import mlflow
 import pytest
 import requests
 
-from tests.conftest import RunCli, free_port, stop_process_group, wait_until
+from tests.conftest import RunCli, free_port, running_server, venv_command
 
 pytestmark = pytest.mark.slow
 
@@ -56,44 +55,16 @@ def test_mlflow_models_serve_answers_over_http(registered: tuple[str, Path], tmp
     uri, job = registered
     texts, labels = job_predictions(job)
     port = free_port()
-    log = (tmp_path / "serve.log").open("w")
-    server = subprocess.Popen(
-        [
-            str(Path(sys.executable).with_name("mlflow")),
-            "models",
-            "serve",
-            "-m",
-            "models:/tiny-classifier/1",
-            "--env-manager",
-            "local",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        # It starts uvicorn by name: the environment's bin folder must be on PATH (make serve does this).
-        env={
-            **os.environ,
-            "MLFLOW_TRACKING_URI": uri,
-            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
-        },
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-    def answering() -> bool:
-        try:
-            return requests.get(f"http://127.0.0.1:{port}/ping", timeout=2).ok
-        except requests.RequestException:
-            return False
-
-    try:
-        wait_until(answering, "mlflow models serve", server, seconds=180)
+    command = [venv_command("mlflow"), "models", "serve", "-m", "models:/tiny-classifier/1", "--env-manager"]
+    command += ["local", "--host", "127.0.0.1", "--port", str(port)]
+    # It starts uvicorn by name: the environment's bin folder must be on PATH (make serve does this).
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    with running_server(command, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", env, seconds=180):
         response = requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": texts}, timeout=60)
-    finally:
-        stop_process_group(server)
-        log.close()
     assert response.status_code == 200, response.text[:500]
     predictions = response.json()["predictions"]
     assert [p["label"] for p in predictions] == labels

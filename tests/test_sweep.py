@@ -8,7 +8,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import RunCli
+from tests.conftest import RunCli, dataset_with_a_bad_test_split
 
 pytestmark = pytest.mark.slow
 
@@ -69,12 +69,7 @@ def test_parallel_joblib_sweep_loses_no_run(
 def test_failing_job_is_recorded_and_the_sweep_goes_on(
     run_cli: RunCli, user_overrides: list[str], tmp_path: Path
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "label.txt").write_text("negative\npositive\n")
-    (data / "dev.txt").write_text("很好\tpositive\n很差\tnegative\n")
-    (data / "test.txt").write_text("很好\tpositive\n坏了\tbroken-label\n")
-    (data / "data.txt").write_text("还行\n")
+    data = dataset_with_a_bad_test_split(tmp_path / "data")
     result = run_cli(
         "-m", *user_overrides, f"dataset.dir={data}", "dataset.eval_split=dev,test", "hydra.sweep.dir=sweep"
     )

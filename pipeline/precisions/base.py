@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -70,6 +71,17 @@ class PrecisionConfig:
     def apply(self, model: onnx.ModelProto, target: Path, inputs: OptimizeInputs) -> None:
         """Writes the model to run at `target`."""
         raise NotImplementedError
+
+
+@contextmanager
+def quantizer_input(model: onnx.ModelProto) -> Iterator[Path]:
+    """ONNX Runtime's quantizers read a file: the model saved to a temporary one, their logging quiet."""
+    import onnx
+
+    with quiet_root_logger(), tempfile.TemporaryDirectory(prefix="quantize-") as work:
+        source = Path(work) / "fp32.onnx"
+        onnx.save(model, str(source))
+        yield source
 
 
 @contextmanager

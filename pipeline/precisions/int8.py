@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipeline.errors import check_choice
-from pipeline.precisions.base import PRECISIONS, OptimizeInputs, PrecisionConfig, quiet_root_logger
+from pipeline.precisions.base import PRECISIONS, OptimizeInputs, PrecisionConfig, quantizer_input
 
 if TYPE_CHECKING:
     import onnx
@@ -39,13 +38,10 @@ class Int8Precision(PrecisionConfig):
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
 
     def apply(self, model: onnx.ModelProto, target: Path, inputs: OptimizeInputs) -> None:
-        import onnx
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         options = self.quantization
-        with quiet_root_logger(), tempfile.TemporaryDirectory(prefix="int8-") as work:
-            source = Path(work) / "fp32.onnx"
-            onnx.save(model, str(source))
+        with quantizer_input(model) as source:
             quantize_dynamic(
                 source,
                 target,

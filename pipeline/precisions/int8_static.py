@@ -5,13 +5,12 @@ weights. Runs on ONNX Runtime and OpenVINO (which turns the QDQ pairs into its I
 
 from __future__ import annotations
 
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.errors import ConfigError, check_choice
-from pipeline.precisions.base import PRECISIONS, OptimizeInputs, PrecisionConfig, quiet_root_logger
+from pipeline.precisions.base import PRECISIONS, OptimizeInputs, PrecisionConfig, quantizer_input
 
 if TYPE_CHECKING:
     import onnx
@@ -39,7 +38,6 @@ class Int8StaticPrecision(PrecisionConfig):
         return {**asdict(self), "calibration": inputs.calibration_digest()}
 
     def apply(self, model: onnx.ModelProto, target: Path, inputs: OptimizeInputs) -> None:
-        import onnx
         from onnxruntime.quantization import (
             CalibrationDataReader,
             CalibrationMethod,
@@ -58,9 +56,7 @@ class Int8StaticPrecision(PrecisionConfig):
             def get_next(self) -> dict | None:
                 return next(self._feeds, None)
 
-        with quiet_root_logger(), tempfile.TemporaryDirectory(prefix="int8-static-") as work:
-            source = Path(work) / "fp32.onnx"
-            onnx.save(model, str(source))
+        with quantizer_input(model) as source:
             quantize_static(
                 source,
                 target,

@@ -34,15 +34,14 @@ def _value(row: dict[str, object], key: str) -> float | None:
 
 def select_winner(rows: list[dict[str, object]], rule: SelectConfig) -> Selection:
     finished = [r for r in rows if r["status"] == "FINISHED"]
-    eligible = [
-        r
-        for r in finished
-        if _value(r, rule.metric) is not None
-        and (
-            not rule.constraint_metric
-            or (_value(r, rule.constraint_metric) or float("-inf")) >= rule.constraint_min
-        )
-    ]
+
+    def meets_constraint(row: dict[str, object]) -> bool:
+        if not rule.constraint_metric:
+            return True
+        value = _value(row, rule.constraint_metric)
+        return value is not None and value >= rule.constraint_min
+
+    eligible = [r for r in finished if _value(r, rule.metric) is not None and meets_constraint(r)]
     constraint = (
         f"{rule.constraint_metric} >= {rule.constraint_min}" if rule.constraint_metric else "no constraint"
     )
