@@ -17,6 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from pipeline.errors import ConfigError
 from pipeline.ray_cluster import ray_init_options
 from pipeline.stages.predict import Chunk, InputPlan, PartPredictor, PredictorSpec
 
@@ -52,8 +53,6 @@ def predict_on_ray(
     try:
         import ray
     except ImportError:
-        from pipeline.errors import ConfigError
-
         raise ConfigError("predict.engine=ray needs the ray extra: pip install -e '.[cpu,ray]'") from None
     options = spec.config.predict
     # Each actor's engine gets the threads its worker reserves.
