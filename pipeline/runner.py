@@ -26,7 +26,7 @@ from pipeline.engines.base import feed_for, graph_input_names
 from pipeline.errors import DatasetError, ModelError
 from pipeline.job_files import CONFIG_FILE, CONFUSION_FILE, METRICS_FILE, PER_CLASS_FILE, PREDICTIONS_FILE
 from pipeline.precisions import PRECISIONS, OptimizeInputs
-from pipeline.serving.registry import check_servable, log_served_model
+from pipeline.serving.registry import check_servable, log_served_model, servable
 from pipeline.stages.convert import convert, find_model_files, graph_vocab_size
 from pipeline.stages.evaluate import evaluate
 from pipeline.stages.export import static_graph
@@ -244,7 +244,7 @@ def run_experiment(
         texts = read_texts(data_dir) if config.infer.predict_data else []
 
         tokenizer, tokenizer_source = serving_tokenizer(config.model, config.infer.tokenizer)
-        if config.mlflow.registered_model_name:
+        if config.mlflow.registered_model_name and register:
             check_servable(config)
         if tracking is not None:
             tracking.set_tags({"tokenizer": tokenizer_source})
@@ -279,7 +279,7 @@ def run_experiment(
             tracking.log_metrics({f"fused_ops.{op}": n for op, n in model.fused_ops.items()})
             for path in artifacts:
                 tracking.log_artifact(path)
-            if config.mlflow.registered_model_name:
+            if config.mlflow.registered_model_name and servable(config):
                 name = config.mlflow.registered_model_name if register else None
                 version = log_served_model(
                     config,

@@ -34,8 +34,13 @@ def serving_requirements() -> list[str]:
     return [f"{name}=={installed_version(name)}" for name in SERVING_REQUIREMENTS]
 
 
+def servable(config: Config) -> bool:
+    """The served model runs on ONNX Runtime: only its jobs log a model."""
+    return config.engine.name == "onnxruntime"
+
+
 def check_servable(config: Config) -> None:
-    if config.engine.name != "onnxruntime" or config.engine.reads != "onnx":
+    if not servable(config):
         raise ConfigError(
             "mlflow.registered_model_name: the served model runs on ONNX Runtime; "
             f"engine={config.engine.name} jobs are measured but not registered (use engine=onnxruntime)"

@@ -60,9 +60,13 @@ class SweepTracking(Callback):
         parent.set_tags({"winner_run_id": run_id})
         attach_run(cfg, run_id).set_tags({"sweep_winner": "true"})
         if cfg.registered_model_name:
-            version = register_run_model(cfg.tracking_uri, run_id, cfg.registered_model_name)
-            parent.set_tags({"registered_version": version})
             name = cfg.registered_model_name
+            try:
+                version = register_run_model(cfg.tracking_uri, run_id, name)
+            except TrackingError as exc:  # e.g. the winner ran on an engine the served model does not use
+                print(f"  the winner is not registered: {exc}")
+                return
+            parent.set_tags({"registered_version": version})
             print(f"  registered the winner as models:/{name}@{CHAMPION} (version {version})")
 
     # Launchers such as joblib pickle callbacks into their workers: keep only plain data here.
