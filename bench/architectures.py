@@ -19,22 +19,10 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import cache_dir, machine_lines, replace_section, table
+from bench.common import demo_subset, machine_lines, replace_section, table
 from pipeline.config import PROJECT_ROOT
-from pipeline.demo.data import demo_dataset
 
 DEFAULT_MODELS = ",".join(f"ernie-3.0-{size}-zh" for size in ("nano", "micro", "mini", "medium", "base"))
-
-
-def subset_dataset(samples: int) -> Path:
-    """The first `samples` dev reviews of the demo dataset, in the seed's format."""
-    source = demo_dataset(cache_dir())
-    folder = cache_dir() / "bench-data" / f"dev{samples}"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "label.txt").write_text((source / "label.txt").read_text(encoding="utf-8"), encoding="utf-8")
-    dev = (source / "dev.txt").read_text(encoding="utf-8").splitlines()[:samples]
-    (folder / "dev.txt").write_text("\n".join(dev) + "\n", encoding="utf-8")
-    return folder
 
 
 def main() -> None:
@@ -49,7 +37,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
 
-    data = subset_dataset(args.samples)
+    data = demo_subset(dev=args.samples)
     sweep = Path(tempfile.mkdtemp(prefix="architectures-", dir=PROJECT_ROOT / "outputs"))
     command = [
         sys.executable,

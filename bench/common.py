@@ -42,6 +42,20 @@ def machine_lines() -> list[str]:
     ]
 
 
+def demo_subset(**counts: int) -> Path:
+    """The first lines of demo dataset splits (e.g. dev=512, train=2000) in the seed's format, cached."""
+    from pipeline.demo.data import demo_dataset
+
+    source = demo_dataset(cache_dir())
+    folder = cache_dir() / "bench-data" / "-".join(f"{split}{count}" for split, count in counts.items())
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "label.txt").write_text((source / "label.txt").read_text(encoding="utf-8"), encoding="utf-8")
+    for split, count in counts.items():
+        lines = (source / f"{split}.txt").read_text(encoding="utf-8").splitlines()[:count]
+        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder
+
+
 def bench_config(args: argparse.Namespace, *overrides: str) -> Config:
     """What `python run.py <overrides>` would run, with the benchmark's batch, length and threads.
 

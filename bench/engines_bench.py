@@ -24,29 +24,16 @@ from pathlib import Path
 
 import yaml
 
-from bench.common import cache_dir, machine_lines, replace_section, table
+from bench.common import cache_dir, demo_subset, machine_lines, replace_section, table
 from bench.seed_vs_pipeline import seed_run
 from pipeline.config import PROJECT_ROOT, compose_config
 from pipeline.data import read_labels, read_split
-from pipeline.demo.data import demo_dataset
 from pipeline.runner import serving_tokenizer
 from pipeline.stages.convert import convert
 from pipeline.stages.export import static_graph
 
 ENGINES = "onnxruntime,openvino,paddle_inference"
 PRECISIONS = "fp32,bf16,int8,int8_static"
-
-
-def subset_dataset(samples: int) -> Path:
-    """The first `samples` dev reviews (and 2,000 train reviews, for calibration) of the demo dataset."""
-    source = demo_dataset(cache_dir())
-    folder = cache_dir() / "bench-data" / f"dev{samples}-train2000"
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "label.txt").write_text((source / "label.txt").read_text(encoding="utf-8"), encoding="utf-8")
-    for split, count in (("dev", samples), ("train", 2000)):
-        lines = (source / f"{split}.txt").read_text(encoding="utf-8").splitlines()[:count]
-        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return folder
 
 
 def sweep(work: Path, name: str, *overrides: str) -> list[dict]:
@@ -110,7 +97,7 @@ def main() -> None:
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-engines-"))
 
-    data = subset_dataset(args.samples)
+    data = demo_subset(dev=args.samples, train=2000)
     medium = sweep(work, "medium", "model=ernie-3.0-medium-zh", "model.weights=random", f"dataset.dir={data}")
     demo = {(j["engine"], j["precision"]): j for j in sweep(work, "demo")}
 

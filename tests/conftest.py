@@ -84,6 +84,17 @@ def user_overrides(tiny_model: Path, tmp_path: Path) -> list[str]:
     ]
 
 
+def runs_by_kind(tracking_uri: str, experiment: str) -> tuple[list, list]:
+    """(parent runs, child runs) of an experiment: a sweep has one parent and a child per job."""
+    import mlflow
+
+    client = mlflow.MlflowClient(tracking_uri)
+    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    return parents, children
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

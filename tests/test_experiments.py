@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 
 from pipeline.config import PROJECT_ROOT, compose_config
 from pipeline.errors import UnsupportedCombination
-from tests.conftest import RunCli
+from tests.conftest import RunCli, runs_by_kind
 
 PRESETS = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "experiment").glob("*.yaml"))
 
@@ -97,9 +97,8 @@ def test_optuna_search_finds_a_pareto_front(
         )
     assert (search / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("cli-test").experiment_id])
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    assert len(runs) == 4
+    (parent,), children = runs_by_kind(f"sqlite:///{tmp_path}/mlflow.db", "cli-test")
+    assert len(children) == 3
     assert {"pareto.md", "pareto.csv", "pareto_front.png"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id)
     }

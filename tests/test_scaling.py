@@ -12,18 +12,10 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import RunCli, dataset_with_a_bad_test_split, free_port
+from tests.conftest import RunCli, dataset_with_a_bad_test_split, free_port, runs_by_kind
 
 pytestmark = pytest.mark.slow
 ray = pytest.importorskip("ray")
-
-
-def parent_and_children(tracking_uri: str, experiment: str) -> tuple[list, list]:
-    client = mlflow.MlflowClient(tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return parents, children
 
 
 def summary_rows(sweep: Path) -> list[dict[str, str]]:
@@ -47,7 +39,7 @@ def test_ray_sweep_on_a_running_cluster_tracks_into_the_server(
         "hydra.sweep.dir=sweep",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    parents, children = parent_and_children(mlflow_server, "ray-sweep")
+    parents, children = runs_by_kind(mlflow_server, "ray-sweep")
     assert len(parents) == 1 and len(children) == 2
     assert all(c.info.status == "FINISHED" for c in children)
     assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)

@@ -12,7 +12,7 @@ import mlflow
 import pytest
 import requests
 
-from tests.conftest import RunCli, free_port, running_server, venv_command
+from tests.conftest import RunCli, free_port, running_server, runs_by_kind, venv_command
 
 pytestmark = pytest.mark.slow
 
@@ -94,8 +94,8 @@ def test_sweep_selects_its_winner_and_registers_the_champion(
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     client = mlflow.MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name("cli-test").experiment_id])
-    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    (parent,), children = runs_by_kind(uri, "cli-test")
+    assert len(children) == 4  # one child run per job
     assert parent.data.tags["winner_job"] == expected
     champion = client.get_model_version_by_alias("tiny-sweep", "champion")
     assert champion.run_id == parent.data.tags["winner_run_id"]

@@ -8,17 +8,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from tests.conftest import RunCli, dataset_with_a_bad_test_split
+from tests.conftest import RunCli, dataset_with_a_bad_test_split, runs_by_kind
 
 pytestmark = pytest.mark.slow
-
-
-def runs_by_kind(tracking_uri: str, experiment: str) -> tuple[list, list]:
-    client = mlflow.MlflowClient(tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
-    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
-    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
-    return parents, children
 
 
 def test_parallel_joblib_sweep_loses_no_run(
