@@ -65,4 +65,4 @@ serve: setup
 		$(VENV)/bin/mlflow models serve -m "$(MODEL)" --env-manager local --host 127.0.0.1 --port $(SERVE_PORT)
 
 clean:
-	rm -rf .cache outputs/runs outputs/sweeps .pytest_cache
+	rm -rf .cache outputs/runs outputs/sweeps outputs/search .pytest_cache

@@ -26,7 +26,22 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 DEMO_MODEL_DIR = PROJECT_ROOT / "assets" / "demo-model"
 MAX_SEQ_LENGTH_LIMIT = 512
 
+SQLITE_PREFIX = "sqlite:///"
+
+
+def sqlite_database(tracking_uri: str) -> Path | None:
+    """The database file of a SQLite tracking URI; None for a tracking server."""
+    return Path(tracking_uri.removeprefix(SQLITE_PREFIX)) if tracking_uri.startswith(SQLITE_PREFIX) else None
+
+
+def beside_tracking_database(tracking_uri: str, file_name: str) -> str:
+    """A SQLite URI for `file_name` beside a SQLite tracking database (for a server: in the project root)."""
+    database = sqlite_database(tracking_uri)
+    return f"{SQLITE_PREFIX}{(database.parent if database else PROJECT_ROOT) / file_name}"
+
+
 OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
+OmegaConf.register_new_resolver("beside_tracking_database", beside_tracking_database, replace=True)
 
 
 def names_a_path(value: str) -> bool:

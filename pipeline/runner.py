@@ -30,7 +30,7 @@ from pipeline.serving.registry import check_servable, log_served_model, servable
 from pipeline.stages.convert import convert, find_model_files, graph_vocab_size
 from pipeline.stages.evaluate import evaluate
 from pipeline.stages.export import static_graph
-from pipeline.stages.infer import InferenceResult, infer, pad_batch, plan_batches
+from pipeline.stages.infer import InferenceResult, infer, pad_batch
 from pipeline.stages.optimize import optimize
 from pipeline.stages.predict import (
     Chunk,
@@ -122,9 +122,13 @@ def calibration_feeds(config: Config, tokenizer: Tokenizer, onnx_path: Path) -> 
     encoded = tokenizer.encode(texts, config.max_seq_length)
     names = graph_input_names(onnx_path)
     rows = encoded.input_ids
+    # Every batch has one shape (the remainder of whole batches is left out): ONNX Runtime's
+    # entropy and percentile calibrators stack each tensor's values across batches.
+    width = max(len(row) for row in rows)
+    size = min(config.batch_size, len(rows))
     return [
-        feed_for(names, pad_batch([rows[i] for i in batch], encoded.pad_id), encoded.pad_id)
-        for batch in plan_batches([len(r) for r in rows], config.batch_size, sort_by_length=True)
+        feed_for(names, pad_batch(rows[start : start + size], encoded.pad_id, width), encoded.pad_id)
+        for start in range(0, len(rows) - len(rows) % size, size)
     ]
 
 

@@ -85,6 +85,22 @@ def test_static_int8_keeps_accuracy(engine: str, tiny_model: Path, cache_dir: Pa
     assert metrics["fused_ops"] or engine == "openvino"
 
 
+@pytest.mark.parametrize("method", ["entropy", "percentile"])
+def test_static_int8_calibrates_with_histograms(
+    method: str, tiny_model: Path, cache_dir: Path, tmp_path: Path
+) -> None:
+    metrics = evaluate(  # 40 samples in batches of 16: the histograms see whole batches of one shape
+        tiny_model,
+        cache_dir,
+        tmp_path,
+        "precision=int8_static",
+        f"precision.calibration_method={method}",
+        "precision.calibration_samples=40",
+        "batch_size=16",
+    )
+    assert metrics["accuracy_delta_vs_fp32"] >= -0.02, metrics
+
+
 def test_static_int8_is_cached_by_its_calibration_data(
     tiny_model: Path, cache_dir: Path, tmp_path: Path
 ) -> None:

@@ -13,6 +13,7 @@ from omegaconf import OmegaConf
 
 from pipeline.config import PROJECT_ROOT, compose_config
 from pipeline.errors import UnsupportedCombination
+from pipeline.precisions import PRECISIONS
 from tests.conftest import RunCli, runs_by_kind
 
 PRESETS = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -56,6 +57,36 @@ def test_every_job_of_every_preset_composes(preset: str) -> None:
                 assert str(OmegaConf.select(composed, k)) == v, (preset, job, k)
 
 
+SEARCHED_PRECISIONS = [name for name in PRECISIONS.names() if PRECISIONS.get(name).search_options]
+
+
+@pytest.mark.parametrize("precision", SEARCHED_PRECISIONS)
+def test_each_trial_searches_the_options_of_its_precision(precision: str) -> None:
+    optuna = pytest.importorskip("optuna")
+    from pipeline.search import precision_options
+
+    options = PRECISIONS.get(precision).search_options
+    trial = optuna.create_study().ask()
+    trial.suggest_categorical("precision", [precision])
+    precision_options(OmegaConf.create({"precision": {"name": "fp32"}}), trial)
+    assert set(trial.params) == {"precision"} | {f"precision.{key}" for key in options}
+    for values in itertools.product(*options.values()):  # every combination composes and is used
+        chosen = [f"precision.{key}={value}" for key, value in zip(options, values, strict=True)]
+        config = compose_config("experiment=optuna_search", f"precision={precision}", *chosen)
+        composed = OmegaConf.structured(config.precision)
+        assert [OmegaConf.select(composed, key) for key in options] == list(values)
+
+
+def test_fp32_trials_search_no_precision_options() -> None:
+    optuna = pytest.importorskip("optuna")
+    from pipeline.search import precision_options
+
+    trial = optuna.create_study().ask()
+    trial.suggest_categorical("precision", ["fp32"])
+    precision_options(OmegaConf.create({"precision": {"name": "int8"}}), trial)
+    assert set(trial.params) == {"precision"}
+
+
 @pytest.mark.slow
 def test_latency_grid_runs_one_cell(run_cli: RunCli, user_overrides: list[str], tmp_path: Path) -> None:
     result = run_cli(
@@ -75,17 +106,31 @@ def test_latency_grid_runs_one_cell(run_cli: RunCli, user_overrides: list[str], 
 
 
 @pytest.mark.slow
-def test_optuna_search_finds_a_pareto_front(
+def test_optuna_search_finds_a_pareto_front_and_resumes(
     run_cli: RunCli, user_overrides: list[str], tmp_path: Path
 ) -> None:
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
-    result = run_cli(
-        "experiment=optuna_search", *user_overrides, "hydra.sweeper.n_trials=3", "hydra.sweep.dir=search"
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    search = tmp_path / "search"
+    import optuna
+
+    search_overrides = [
+        "experiment=optuna_search",
+        *user_overrides,
+        "hydra.sweeper.params.engine='choice(onnxruntime)'",  # runs every precision: no SKIPPED trial
+    ]
+    first = run_cli(*search_overrides, "hydra.sweeper.n_trials=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    storage = f"sqlite:///{tmp_path}/optuna.db"  # beside the tracking database
+    study = optuna.load_study(study_name="ernie-onnx-search", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
+    study.ask()  # trial 2 is left RUNNING, as by a search killed during it
+
+    resumed = run_cli(*search_overrides, "hydra.sweeper.n_trials=4")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = optuna.load_study(study_name="ernie-onnx-search", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
+    search = tmp_path / "outputs" / "search" / "ernie-onnx-search"
     rows = list(csv.DictReader((search / "summary.csv").open()))
-    assert len(rows) == 3
+    assert [r["job"] for r in rows] == ["0", "1", "3"]  # job folder N is Optuna trial N
     front = list(csv.DictReader((search / "pareto.csv").open()))
     finished = [r for r in rows if r["status"] == "FINISHED"]
     assert 1 <= len(front) <= len(finished)
@@ -98,7 +143,7 @@ def test_optuna_search_finds_a_pareto_front(
     assert (search / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     (parent,), children = runs_by_kind(f"sqlite:///{tmp_path}/mlflow.db", "cli-test")
-    assert len(children) == 3
+    assert len(children) == 3 and parent.info.status == "FINISHED"
     assert {"pareto.md", "pareto.csv", "pareto_front.png"} <= {
         a.path for a in client.list_artifacts(parent.info.run_id)
     }

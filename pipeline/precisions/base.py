@@ -59,6 +59,8 @@ class PrecisionConfig:
     needs_calibration: ClassVar[bool] = False
     # The engine runs the graph in this precision (e.g. bf16 on OpenVINO); None: as the graph says.
     runtime_precision: ClassVar[str | None] = None
+    # Options (keys under `precision.`) an Optuna search also tries in the trials of this precision.
+    search_options: ClassVar[dict[str, tuple[object, ...]]] = {}
 
     def cpu_lacks(self) -> str | None:
         """What this CPU lacks for this precision, where it needs a feature (None: nothing)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.errors import check_choice
 from pipeline.precisions.base import PRECISIONS, OptimizeInputs, PrecisionConfig, quantizer_input
@@ -36,6 +36,10 @@ class QuantizationConfig:
 class Int8Precision(PrecisionConfig):
     name: str = "int8"
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
+    search_options: ClassVar[dict[str, tuple[object, ...]]] = {
+        "quantization.per_channel": (False, True),
+        "quantization.reduce_range": (False, True),
+    }
 
     def apply(self, model: onnx.ModelProto, target: Path, inputs: OptimizeInputs) -> None:
         from onnxruntime.quantization import QuantType, quantize_dynamic

@@ -27,6 +27,10 @@ class Int8StaticPrecision(PrecisionConfig):
     calibration_method: str = "minmax"  # minmax | entropy | percentile
     per_channel: bool = True  # one weight scale per output channel
     op_types: list[str] = field(default_factory=lambda: ["MatMul"])
+    search_options: ClassVar[dict[str, tuple[object, ...]]] = {
+        "calibration_method": ("minmax", "percentile", "entropy"),
+        "per_channel": (True, False),
+    }
 
     def __post_init__(self) -> None:
         super().__post_init__()

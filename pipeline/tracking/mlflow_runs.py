@@ -16,7 +16,7 @@ from typing import Any
 from filelock import FileLock
 
 from pipeline.cache import installed_version
-from pipeline.config import PROJECT_ROOT, MlflowConfig
+from pipeline.config import PROJECT_ROOT, MlflowConfig, sqlite_database
 from pipeline.errors import TrackingError
 
 log = logging.getLogger(__name__)
@@ -96,14 +96,10 @@ def environment_tags() -> dict[str, str]:
     }
 
 
-def _sqlite_path(tracking_uri: str) -> Path | None:
-    return Path(tracking_uri.removeprefix("sqlite:///")) if tracking_uri.startswith("sqlite:///") else None
-
-
 def _store_lock(tracking_uri: str) -> AbstractContextManager:
     """Serialises writes to a SQLite store from parallel jobs (a lock file beside the database);
     a tracking server serialises them itself."""
-    database = _sqlite_path(tracking_uri)
+    database = sqlite_database(tracking_uri)
     return FileLock(f"{database}.lock") if database is not None else nullcontext()
 
 
@@ -121,7 +117,7 @@ _PROBE_SECONDS = 5
 def _artifact_location(cfg: MlflowConfig) -> str | None:
     """Artifacts beside a SQLite database (MLflow's default is ./mlruns under whatever the cwd is);
     a tracking server decides for itself (`--artifacts-destination`)."""
-    database = _sqlite_path(cfg.tracking_uri)
+    database = sqlite_database(cfg.tracking_uri)
     if database is None:
         return None
     return (database.parent / "mlartifacts" / cfg.experiment_name).resolve().as_uri()
@@ -161,7 +157,7 @@ def open_experiment(cfg: MlflowConfig) -> tuple[Any, str, AbstractContextManager
 
     logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
-    database = _sqlite_path(cfg.tracking_uri)
+    database = sqlite_database(cfg.tracking_uri)
     if database is not None:
         database.parent.mkdir(parents=True, exist_ok=True)
     if cfg.tracking_uri.startswith(("http://", "https://")):
@@ -223,6 +219,10 @@ class TrackedRun:
         with self._writing("set the tags"):
             for key, value in tags.items():
                 self._client.set_tag(self.run_id, key, str(value)[:5000])
+
+    def reopen(self) -> None:
+        with self._writing("mark RUNNING again"):
+            self._client.update_run(self.run_id, status="RUNNING")
 
     def end(self, status: str) -> None:
         with self._writing(f"mark {status}"):

@@ -87,6 +87,14 @@ class SweepTracking(Callback):
     def _start_parent(self, mlflow_config: MlflowConfig, config: DictConfig) -> None:
         sweep_dir = sweep_folder(config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
+        # One sweep folder, one parent run: a sweep continued in its folder (a resumed Optuna
+        # search) adds its jobs to the parent it already has.
+        existing = parent_run_id(mlflow_config, sweep_dir)
+        if existing is not None:
+            attach_run(mlflow_config, existing).reopen()
+            self._run_id = existing
+            print(f"continuing the sweep in {sweep_dir} (MLflow parent run {existing})")
+            return
         swept = list(config.hydra.overrides.task)
         tags = {
             **environment_tags(),
