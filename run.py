@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import warnings
 
-import hydra
-from omegaconf import DictConfig
+from pipeline.tracking.run_process import RunProcess
 
-from pipeline.job import run_job
+# First thing: a helper process imports MLflow (~2 s) while Hydra composes and the job works.
+tracking_helper = RunProcess.spawn() if __name__ == "__main__" else None
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+from pipeline.job import run_job  # noqa: E402
 
 # conf/hydra/launcher/ray.yaml deliberately takes the place of the plugin's own `ray` launcher
 # config (same name, our launcher class): Hydra warns about the name on every sweep.
@@ -22,8 +27,12 @@ warnings.filterwarnings("ignore", message="No ccache found")
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | list[float] | None:
-    return run_job(cfg)
+    return run_job(cfg, tracking_helper)
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    finally:
+        if tracking_helper is not None:
+            tracking_helper.discard()

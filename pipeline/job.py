@@ -17,6 +17,7 @@ from pipeline.errors import PipelineError, TrackingError, UnsupportedCombination
 from pipeline.job_files import write_job_status
 from pipeline.runner import run_experiment, run_prediction
 from pipeline.tracking.mlflow_runs import run_name
+from pipeline.tracking.run_process import RunProcess
 from pipeline.tracking.sweep import parent_run_id
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,11 @@ def _where(multirun: bool) -> str:
     return f" [host {platform.node()}]" if multirun else ""
 
 
-def run_job(cfg: DictConfig) -> float | list[float] | None:
+def run_job(cfg: DictConfig, tracking_helper: RunProcess | None = None) -> float | list[float] | None:
     """Returns the `objectives` metrics (for sweepers that optimise them), or None for a failed job.
 
     A failing job in a sweep is recorded and the sweep goes on; a failing single run exits 2
-    with one line on stderr.
+    with one line on stderr. A single tracked run has `tracking_helper` (run.py's) write its run.
     """
     hydra = HydraConfig.get()
     output_dir = Path(hydra.runtime.output_dir)
@@ -47,6 +48,9 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
     name = run_name(list(hydra.overrides.task))
     try:
         config = validate(cfg)
+        if tracking_helper is not None and (multirun or not config.mlflow.enabled):
+            tracking_helper.discard()  # a sweep's jobs log in-process: one MLflow import for them all
+            tracking_helper = None
         if multirun and config.skip_unavailable_device and (reason := config.device.unavailable_reason()):
             write_job_status(output_dir, "SKIPPED", reason)
             print(f"skipped {name}: {reason.split(';')[0].split('. ')[0]}")
@@ -54,11 +58,19 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
         composed = OmegaConf.to_yaml(cfg, resolve=True)
         parent = _parent_run(config, hydra.sweep.dir) if multirun else None
         if config.mode == "predict":
-            metrics = run_prediction(config, output_dir, composed, name, parent_run_id=parent)
+            metrics = run_prediction(
+                config, output_dir, composed, name, parent_run_id=parent, tracking_helper=tracking_helper
+            )
         else:
             # A sweep registers only its winner (pipeline.tracking.sweep), not every job.
             metrics = run_experiment(
-                config, output_dir, composed, name, parent_run_id=parent, register=not multirun
+                config,
+                output_dir,
+                composed,
+                name,
+                parent_run_id=parent,
+                register=not multirun,
+                tracking_helper=tracking_helper,
             )
     except UnsupportedCombination as exc:
         if not multirun:

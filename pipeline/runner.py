@@ -47,6 +47,7 @@ from pipeline.stages.predict import (
 from pipeline.tokenizer import Tokenizer, load_tokenizer
 from pipeline.tracking.mlflow_runs import JOB_DIR_TAG, environment_tags, tracked_run
 from pipeline.tracking.reports import confusion_matrix, per_class_markdown, plot_confusion_matrix
+from pipeline.tracking.run_process import RunProcess
 
 log = logging.getLogger(__name__)
 
@@ -222,6 +223,7 @@ def run_experiment(
     run_name: str,
     parent_run_id: str | None = None,
     register: bool = True,
+    tracking_helper: RunProcess | None = None,
 ) -> dict:
     """Runs every stage and returns the metrics also written to `output_dir/metrics.json`.
 
@@ -241,7 +243,9 @@ def run_experiment(
         **engine_tags,
         **environment_tags(),
     }
-    with tracked_run(config.mlflow, run_name, asdict(config), tags, parent_run_id) as tracking:
+    with tracked_run(
+        config.mlflow, run_name, asdict(config), tags, parent_run_id, tracking_helper
+    ) as tracking:
         data_dir = dataset_dir(config)
         labels = read_labels(data_dir)
         eval_split = read_split(data_dir, config.dataset.eval_split, labels)
@@ -310,7 +314,12 @@ def predict_labels(config: Config) -> tuple[list[str], Path]:
 
 
 def run_prediction(
-    config: Config, output_dir: Path, composed_yaml: str, run_name: str, parent_run_id: str | None = None
+    config: Config,
+    output_dir: Path,
+    composed_yaml: str,
+    run_name: str,
+    parent_run_id: str | None = None,
+    tracking_helper: RunProcess | None = None,
 ) -> dict:
     """mode=predict: predict.input -> predict.output (part files, _SUCCESS); returns its metrics."""
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -320,7 +329,9 @@ def run_prediction(
     tags = {"mode": "predict", "model": config.model.name, "predict_output": str(target.absolute())}
     tags[JOB_DIR_TAG] = str(output_dir.absolute())
     tags |= config.engine.describe() | environment_tags()
-    with tracked_run(config.mlflow, run_name, asdict(config), tags, parent_run_id) as tracking:
+    with tracked_run(
+        config.mlflow, run_name, asdict(config), tags, parent_run_id, tracking_helper
+    ) as tracking:
         labels, label_file = predict_labels(config)
         plan = plan_input(Path(options.input), options.chunk_lines, options.on_error)
         tokenizer, tokenizer_source = serving_tokenizer(config.model, config.infer.tokenizer)

@@ -18,6 +18,7 @@ from filelock import FileLock
 from pipeline.cache import installed_version
 from pipeline.config import PROJECT_ROOT, MlflowConfig, sqlite_database
 from pipeline.errors import TrackingError
+from pipeline.tracking.run_process import RunProcess
 
 log = logging.getLogger(__name__)
 # Every job's run names its output folder: `python -m pipeline.tracking resync` finds it by that.
@@ -267,22 +268,28 @@ def tracked_run(
     params: Mapping[str, Any],
     tags: Mapping[str, str],
     parent_run_id: str | None = None,
-) -> Iterator[TrackedRun | None]:
+    helper: RunProcess | None = None,
+) -> Iterator[TrackedRun | RunProcess | None]:
     """A run (None when tracking is off) that ends FINISHED, or FAILED with the error as a tag.
 
-    Where the store cannot be reached, the job still runs and writes its files (the body gets
-    None), and the TrackingError is raised once the body is done: no work is lost to tracking.
+    Where the store cannot be reached, the job still runs and writes its files, and the
+    TrackingError is raised once the body is done: no work is lost to tracking. With a `helper`
+    (a single run from run.py), that process writes the run while this one works.
     """
     if not cfg.enabled:
         yield None
         return
-    try:
-        run = start_run(cfg, run_name, tags, parent_run_id)
-        run.log_params(params)
-    except TrackingError as unreachable:
-        log.warning("%s -- the job runs on and keeps its files; nothing is logged", unreachable)
-        yield None
-        raise unreachable from None
+    run: TrackedRun | RunProcess
+    if helper is not None:
+        run = helper.start_run(cfg, run_name, params, tags, parent_run_id)
+    else:
+        try:
+            run = start_run(cfg, run_name, tags, parent_run_id)
+            run.log_params(params)
+        except TrackingError as unreachable:
+            log.warning("%s -- the job runs on and keeps its files; nothing is logged", unreachable)
+            yield None
+            raise unreachable from None
     try:
         yield run
     except BaseException as exc:

@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from pipeline.cache import atomic_write_text
-from pipeline.tracking.reports import save_figure
+from pipeline.tracking.reports import new_figure, save_figure
 
 PARETO_COLUMNS = ("job", "overrides", "accuracy", "latency_ms", "e2e_ms", "agreement_vs_fp32")
 
@@ -53,13 +53,8 @@ def write_pareto(sweep_dir: Path, rows: list[dict[str, object]]) -> list[Path]:
     ]
     atomic_write_text(sweep_dir / "pareto.md", "\n".join(lines) + "\n")
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     done = [r for r in rows if r["status"] == "FINISHED" and "accuracy" in r and "latency_ms" in r]
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = new_figure(6, 4)
     axes.scatter(
         [r["latency_ms"] for r in done], [r["accuracy"] for r in done], color="lightgray", label="jobs"
     )
@@ -77,5 +72,4 @@ def write_pareto(sweep_dir: Path, rows: list[dict[str, object]]) -> list[Path]:
     axes.set_title("Accuracy vs latency: Pareto front")
     axes.legend()
     save_figure(figure, sweep_dir / "pareto_front.png")
-    plt.close(figure)
     return [sweep_dir / "pareto.csv", sweep_dir / "pareto.md", sweep_dir / "pareto_front.png"]
