@@ -6,8 +6,7 @@ INT8 (dynamic) and INT8 (static), as real Hydra multiruns, with the seed's appro
 Speed: `run.py -m engine=... precision=...` on the ERNIE 3.0 Medium shape (random weights) and the
 first `--samples` demo dev reviews, batch 32, max_seq_length 128, 2 threads; combinations an engine
 does not run are SKIPPED by the sweep. Quality: the same sweep on the demo model and the whole dev
-split (accuracy, agreement with the same engine's FP32). Also: the wall time of a cached default
-`python run.py` (best of 3), the per-job overhead the issue asks to keep small.
+split (accuracy, agreement with the same engine's FP32).
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
@@ -68,24 +66,6 @@ def sweep(work: Path, name: str, *overrides: str) -> list[dict]:
             {**row, **metrics, "engine": config["engine"]["name"], "precision": config["precision"]["name"]}
         )
     return jobs
-
-
-def cached_run_seconds(work: Path) -> float:
-    env = {**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir())}
-    command = [
-        sys.executable,
-        str(PROJECT_ROOT / "run.py"),
-        f"mlflow.tracking_uri=sqlite:///{work}/startup.db",
-    ]
-    subprocess.run([*command, "hydra.run.dir=warm"], cwd=work, env=env, check=True, capture_output=True)
-    times = []
-    for i in range(3):
-        started = time.perf_counter()
-        subprocess.run(
-            [*command, f"hydra.run.dir=cached{i}"], cwd=work, env=env, check=True, capture_output=True
-        )
-        times.append(time.perf_counter() - started)
-    return min(times)
 
 
 def main() -> None:
@@ -154,7 +134,6 @@ def main() -> None:
                 f"{100 * quality['accuracy_delta_vs_fp32']:+.2f}" if quality else "",
             ]
         )
-    startup = cached_run_seconds(work)
     lines = [
         "## Engines and precisions on this CPU",
         "",
@@ -183,8 +162,7 @@ def main() -> None:
         "",
         f"- Best near-lossless path (demo agreement >= 99.5%): **{best_lossless:.2f}x** ORT FP32; best INT8 "
         f"path: **{best_int8:.2f}x**.",
-        f"- A cached default job (`python run.py`, demo model, MLflow on): **{startup:.1f} s** wall "
-        "(best of 3).",
+        "- The per-job overhead of a cached run: `python -m bench.cached_run` (its own section).",
     ]
     replace_section(args.out, "engines", lines)
     print(f"wrote the engines section of {args.out}")

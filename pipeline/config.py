@@ -15,30 +15,17 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from pipeline import PROJECT_ROOT
 from pipeline.devices import DeviceConfig
 from pipeline.engines import EngineConfig
 from pipeline.engines.base import GRAPH_INPUTS
 from pipeline.errors import ConfigError, UnsupportedCombination, check_choice
 from pipeline.precisions import PrecisionConfig
+from pipeline.tracking.settings import MlflowConfig, beside_tracking_database
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The embedded default model (`make demo-model` writes it): export/, checkpoint/, tokenizer/.
 DEMO_MODEL_DIR = PROJECT_ROOT / "assets" / "demo-model"
 MAX_SEQ_LENGTH_LIMIT = 512
-
-SQLITE_PREFIX = "sqlite:///"
-
-
-def sqlite_database(tracking_uri: str) -> Path | None:
-    """The database file of a SQLite tracking URI; None for a tracking server."""
-    return Path(tracking_uri.removeprefix(SQLITE_PREFIX)) if tracking_uri.startswith(SQLITE_PREFIX) else None
-
-
-def beside_tracking_database(tracking_uri: str, file_name: str) -> str:
-    """A SQLite URI for `file_name` beside a SQLite tracking database (for a server: in the project root)."""
-    database = sqlite_database(tracking_uri)
-    return f"{SQLITE_PREFIX}{(database.parent if database else PROJECT_ROOT) / file_name}"
-
 
 OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
 OmegaConf.register_new_resolver("beside_tracking_database", beside_tracking_database, replace=True)
@@ -196,17 +183,6 @@ class PredictConfig:
                 raise ConfigError(f"predict.{key}={getattr(self, key)} must be >= 1")
         if self.cpus_per_worker < 0 or self.gpus_per_worker < 0:
             raise ConfigError("predict.cpus_per_worker and predict.gpus_per_worker must be >= 0")
-
-
-@dataclass
-class MlflowConfig:
-    enabled: bool = True
-    # A SQLite file for one machine (artifacts beside it, in mlartifacts/), or http://HOST:PORT.
-    tracking_uri: str = "sqlite:///${project_root:}/mlflow.db"
-    experiment_name: str = "ernie-onnx"
-    # Log the job's model as an MLflow pyfunc model and register it under this name (a single run),
-    # or, in a sweep, register the winner of `select` and point the alias `champion` at it.
-    registered_model_name: str | None = None
 
 
 @dataclass

@@ -15,10 +15,11 @@ from typing import Any
 
 from filelock import FileLock
 
+from pipeline import PROJECT_ROOT
 from pipeline.cache import installed_version
-from pipeline.config import PROJECT_ROOT, MlflowConfig, sqlite_database
 from pipeline.errors import TrackingError
 from pipeline.tracking.run_process import RunProcess
+from pipeline.tracking.settings import MlflowConfig, sqlite_database
 
 log = logging.getLogger(__name__)
 # Every job's run names its output folder: `python -m pipeline.tracking resync` finds it by that.

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any
 from pipeline.errors import TrackingError
 
 if TYPE_CHECKING:  # run.py imports this module before anything else: it stays light
-    from pipeline.config import MlflowConfig
+    from pipeline.tracking.settings import MlflowConfig
 
 _CALLS = ("log_metrics", "log_artifact", "set_tags", "end")
 
@@ -138,8 +138,8 @@ def _reply(replies: IO[str], message: dict[str, Any]) -> None:
 
 def serve(requests: IO[str], replies: IO[str]) -> None:
     """The helper's side: runs each call on a TrackedRun; after the first error, only reports it."""
-    from pipeline.config import MlflowConfig
     from pipeline.tracking.mlflow_runs import TrackedRun, start_run
+    from pipeline.tracking.settings import MlflowConfig
 
     run: TrackedRun | None = None
     error: str | None = None
