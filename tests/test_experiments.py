@@ -112,6 +112,8 @@ def test_optuna_search_finds_a_pareto_front_and_resumes(
     pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
     import optuna
 
+    from hydra_plugins.ernie_optuna_sweeper.optuna_sweeper import rdb_storage
+
     search_overrides = [
         "experiment=optuna_search",
         *user_overrides,
@@ -119,14 +121,14 @@ def test_optuna_search_finds_a_pareto_front_and_resumes(
     ]
     first = run_cli(*search_overrides, "hydra.sweeper.n_trials=2")
     assert first.returncode == 0, first.stderr[-3000:]
-    storage = f"sqlite:///{tmp_path}/optuna.db"  # beside the tracking database
+    storage = rdb_storage(f"sqlite:///{tmp_path}/optuna.db")  # beside the tracking database
     study = optuna.load_study(study_name="ernie-onnx-search", storage=storage)
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
     study.ask()  # trial 2 is left RUNNING, as by a search killed during it
 
     resumed = run_cli(*search_overrides, "hydra.sweeper.n_trials=4")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    study = optuna.load_study(study_name="ernie-onnx-search", storage=storage)
+    study = optuna.load_study(study_name="ernie-onnx-search", storage=rdb_storage(storage.url))
     assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
     search = tmp_path / "outputs" / "search" / "ernie-onnx-search"
     rows = list(csv.DictReader((search / "summary.csv").open()))

@@ -6,15 +6,35 @@ trials a killed search left RUNNING are told to Optuna as FAILED; job folders ar
 Optuna trial number, so the rerun adds folders beside the first run's in the same sweep folder
 (and under the same MLflow parent run). Hydra loads sweepers only from the `hydra_plugins`
 package, hence this module's home; Optuna is imported only when a search starts.
+
+hydra-optuna-sweeper 1.3.0, the newest release for Hydra 1.3, requires optuna < 3, whose
+database storage predates SQLAlchemy 2: see `rdb_storage`.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
+from typing import Any
 
 from hydra_plugins.hydra_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
 log = logging.getLogger(__name__)
+
+
+def rdb_storage(url: str) -> Any:
+    """Optuna 2.10's database storage, made to work under SQLAlchemy 2 (which MLflow 3 requires).
+
+    Its alembic bookkeeping opens connections that it neither commits nor closes: under
+    SQLAlchemy 2 they hold SQLite's write lock until collected, and its schema-version check
+    fails on them (AssertionError in get_current_version). Its tables are created by SQLAlchemy
+    itself, so the storage works once that check is skipped and those connections are collected.
+    """
+    from optuna.storages import RDBStorage
+
+    storage = RDBStorage(url, skip_compatibility_check=True)
+    gc.collect()
+    return storage
 
 
 class ResumableOptunaSweeper(OptunaSweeper):
@@ -23,6 +43,8 @@ class ResumableOptunaSweeper(OptunaSweeper):
         from optuna.trial import TrialState
 
         search = self.sweeper
+        if isinstance(search.storage, str):
+            search.storage = rdb_storage(search.storage)
         study = optuna.create_study(
             study_name=search.study_name,
             storage=search.storage,
