@@ -70,3 +70,17 @@ def test_a_helper_given_no_run_is_stopped() -> None:
     helper = RunProcess.spawn()
     helper.discard()
     assert helper._process.poll() is not None
+
+
+def test_a_helper_shipped_to_a_launchers_worker_arrives_as_none() -> None:
+    import cloudpickle
+
+    helper = RunProcess.spawn()
+
+    def task() -> object:  # as Ray and joblib ship run.py's main, with the globals it uses
+        return helper
+
+    try:
+        assert cloudpickle.loads(cloudpickle.dumps(task))() is None
+    finally:
+        helper.discard()

@@ -37,6 +37,11 @@ class RunProcess:
         self._run_id: str | None = None
         self._started = False
 
+    def __reduce__(self) -> tuple[Any, tuple[()]]:
+        # A helper belongs to the process that spawned it. Launchers that ship run.py's `main` to
+        # their workers (Ray, joblib) pickle it along: it arrives there as None (jobs log in-process).
+        return _no_helper, ()
+
     @classmethod
     def spawn(cls) -> RunProcess:
         """A helper that starts importing MLflow now; `start_run` later says which run to write."""
@@ -129,6 +134,10 @@ class RunProcess:
         if not self._started and self._process.poll() is None:
             self._process.kill()
             self._process.wait()
+
+
+def _no_helper() -> None:
+    return None
 
 
 def _reply(replies: IO[str], message: dict[str, Any]) -> None:
