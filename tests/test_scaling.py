@@ -77,6 +77,7 @@ def test_single_run_tracks_into_the_server(
         "hydra.run.dir=job",
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    assert "View run" in result.stderr  # MLflow's own line, printed by the helper that logged the run
     client = mlflow.MlflowClient(mlflow_server)
     (run,) = client.search_runs([client.get_experiment_by_name("single").experiment_id])
     assert run.info.status == "FINISHED" and run.info.artifact_uri.startswith("mlflow-artifacts:")

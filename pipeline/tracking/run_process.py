@@ -181,6 +181,10 @@ def serve(requests: IO[str], replies: IO[str]) -> None:
 
 
 if __name__ == "__main__":
+    # Replies go to the job through the original stdout alone; whatever else writes to stdout
+    # (MLflow prints "View run ... at: URL" when a run on a server ends) goes to stderr.
+    reply_channel = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
     # Ctrl-C reaches the whole process group: the job then ends its run FAILED through this process.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # The job's latency is measured meanwhile: this process takes only what the job leaves idle.
@@ -190,7 +194,7 @@ if __name__ == "__main__":
 
     import pipeline.tracking.mlflow_runs  # noqa: F401
 
-    serve(sys.stdin, sys.stdout)
+    serve(sys.stdin, reply_channel)
     # Everything is committed to the store: skip the interpreter's teardown of MLflow's
     # modules (~0.5 s), which the job would wait for.
     sys.stderr.flush()
