@@ -66,6 +66,15 @@ def test_an_unreachable_store_is_reported_when_the_run_ends() -> None:
         run.end("FINISHED")
 
 
+def test_a_helper_that_died_is_an_error_when_the_run_ends(tmp_path: Path) -> None:
+    helper = RunProcess.spawn()
+    run = helper.start_run(store(tmp_path), "job", {}, {}, None)
+    helper._process.kill()  # as the kernel's OOM killer would
+    run.log_metrics({"accuracy": 0.5})
+    with pytest.raises(TrackingError, match="exited"):
+        run.end("FINISHED")
+
+
 def test_a_helper_given_no_run_is_stopped() -> None:
     helper = RunProcess.spawn()
     helper.discard()

@@ -11,6 +11,7 @@ replies with the run id once the run exists and, at the end, with the first erro
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -81,14 +82,22 @@ class RunProcess:
             self._process.stdin.write(json.dumps({"call": call, "args": args}, default=str) + "\n")
             self._process.stdin.flush()
         except BrokenPipeError:  # the helper died: end() reports it
-            self._process.stdin.close()
+            self._close_input()
+
+    def _close_input(self) -> None:
+        if self._process.stdin is not None and not self._process.stdin.closed:
+            with contextlib.suppress(BrokenPipeError):  # what is still buffered has nowhere to go
+                self._process.stdin.close()
 
     def _read_reply(self) -> dict[str, Any]:
         line = self._process.stdout.readline() if self._process.stdout else ""
         if not line:
             self._process.wait()
-            return {"done": True, "error": f"the MLflow logging process exited ({self._process.returncode})"}
+            return {"done": True, "error": self._exit_message()}
         return json.loads(line)
+
+    def _exit_message(self) -> str:
+        return f"the MLflow logging process exited ({self._process.returncode}) before finishing the run"
 
     @property
     def run_id(self) -> str:
@@ -119,10 +128,10 @@ class RunProcess:
 
     def close(self) -> dict[str, Any]:
         """Waits for the helper to log everything it was sent and exit; returns its last reply."""
-        if self._process.stdin is not None and not self._process.stdin.closed:
-            self._process.stdin.close()
-        if self._process.returncode is not None:
-            return {"done": True}
+        self._close_input()
+        if self._process.returncode is not None:  # already gone: its end was read before
+            failed = self._process.returncode != 0
+            return {"done": True, "error": self._exit_message() if failed else None}
         reply = self._read_reply()
         while not reply.get("done"):
             reply = self._read_reply()
