@@ -20,17 +20,28 @@ PRESETS = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "experiment").glob("*.
 
 
 def sweep_jobs(preset: str) -> list[list[str]]:
-    """The override list of each job the preset's sweep would launch (Hydra's basic sweeper: a product)."""
+    """The override list of each job the preset's sweep would launch: for Hydra's basic sweeper the
+    whole product; for an Optuna search every combination of config groups, each other value once."""
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"experiment={preset}"], return_hydra_config=True)
     params = OmegaConf.to_container(cfg.hydra.sweeper.params) or {}
+    search = any(str(spec).startswith("choice(") for spec in params.values())
 
     def values(text: str) -> list[str]:  # "a,b" (basic sweeper) or "choice(a, b)" (Optuna)
         text = text.removeprefix("choice(").removesuffix(")")
         return [value.strip() for value in text.split(",")]
 
-    axes = [[f"{key}={value}" for value in values(str(spec))] for key, spec in params.items()]
-    return [list(job) for job in itertools.product(*axes)]
+    axes = {key: [f"{key}={value}" for value in values(str(spec))] for key, spec in params.items()}
+    if not search:
+        return [list(job) for job in itertools.product(*axes.values())]
+    groups = [axis for key, axis in axes.items() if (PROJECT_ROOT / "conf" / key).is_dir()]
+    scalars = [axis for key, axis in axes.items() if not (PROJECT_ROOT / "conf" / key).is_dir()]
+    combinations = list(itertools.product(*groups))
+    rounds = max(len(combinations), *(len(axis) for axis in scalars))
+    return [
+        [*combinations[i % len(combinations)], *(axis[i % len(axis)] for axis in scalars)]
+        for i in range(rounds)
+    ]
 
 
 def test_presets_exist() -> None:
