@@ -24,6 +24,12 @@ from bench.common import cache_dir, machine_lines, replace_section, table
 from pipeline.config import PROJECT_ROOT
 
 GOAL_SECONDS = 4.0
+DEFAULT = "MLflow on (default)"
+# Each job measured: its row label -> (job folder prefix, overrides).
+VARIANTS: dict[str, tuple[str, list[str]]] = {
+    DEFAULT: ("tracked", []),
+    "mlflow.enabled=false": ("untracked", ["mlflow.enabled=false"]),
+}
 
 
 def timed_run(work: Path, folder: str, *overrides: str) -> tuple[float, float]:
@@ -53,22 +59,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=7)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "docs" / "BENCHMARKS.md")
     args = parser.parse_args()
-    variants = {"MLflow on (default)": [], "mlflow.enabled=false": ["mlflow.enabled=false"]}
-    folders = {"MLflow on (default)": "tracked", "mlflow.enabled=false": "untracked"}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         timed_run(work, "warm-up")
-        measured: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+        measured: dict[str, list[tuple[float, float]]] = {name: [] for name in VARIANTS}
         for round_ in range(args.runs):  # alternated, so drifts of the machine hit both alike
-            for name, overrides in variants.items():
-                measured[name].append(timed_run(work, f"{folders[name]}-{round_}", *overrides))
+            for name, (folder, overrides) in VARIANTS.items():
+                measured[name].append(timed_run(work, f"{folder}-{round_}", *overrides))
                 wall, latency = measured[name][-1]
                 print(f"{name}: {wall:.2f} s wall, latency {latency:.3f} ms/sample", flush=True)
     rows = [
         [name, *spread([w for w, _ in runs], 2), *spread([lat for _, lat in runs], 3)]
         for name, runs in measured.items()
     ]
-    default_median = statistics.median(w for w, _ in measured["MLflow on (default)"])
+    default_median = statistics.median(w for w, _ in measured[DEFAULT])
     lines = [
         "## Per-job overhead: a cached default run",
         "",
