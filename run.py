@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import warnings
 
+from pipeline.quick_exit import QuickExit
 from pipeline.tracking.run_process import RunProcess
 
-# First thing: a helper process imports MLflow (~2 s) while Hydra composes and the job works.
+# First things: a helper process imports MLflow (~2 s) while Hydra composes and the job works,
+# and the exit handler that runs last is ours.
+quick_exit = QuickExit() if __name__ == "__main__" else None
 tracking_helper = RunProcess.spawn() if __name__ == "__main__" else None
 
 import hydra  # noqa: E402
@@ -36,3 +39,4 @@ if __name__ == "__main__":
     finally:
         if tracking_helper is not None:
             tracking_helper.discard()
+    quick_exit.arm()
