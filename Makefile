@@ -17,7 +17,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
 	touch $@
 
+# Byte-compiles the project first: where PYTHONDONTWRITEBYTECODE is set, no run would, and each
+# would compile ~40 modules again (~0.1 s of a ~3 s cached run).
 run: setup
+	$(PY) -m compileall -q pipeline hydra_plugins
 	$(PY) run.py $(ARGS)
 
 # The full suite (what CI runs): lint, format check, every test including sweeps and servers.

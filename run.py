@@ -6,20 +6,26 @@ python run.py -m precision=fp32,int8 batch_size=1,32   # a sweep, one MLflow par
 
 from __future__ import annotations
 
+import gc
 import warnings
 
 from pipeline.quick_exit import QuickExit
 from pipeline.tracking.run_process import RunProcess
 
-# First things: a helper process imports MLflow (~2 s) while Hydra composes and the job works,
-# and the exit handler that runs last is ours.
-quick_exit = QuickExit() if __name__ == "__main__" else None
-tracking_helper = RunProcess.spawn() if __name__ == "__main__" else None
+if __name__ == "__main__":
+    # First things: the exit handler that runs last is ours; a helper process imports MLflow
+    # (~2 s) while Hydra composes and the job works; and start-up (imports, composing), which
+    # allocates much and frees little, runs without the garbage collector (main() restarts it).
+    quick_exit = QuickExit()
+    tracking_helper = RunProcess.spawn()
+    gc.disable()
+else:
+    quick_exit = tracking_helper = None
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
+import hydra
+from omegaconf import DictConfig
 
-from pipeline.job import run_job  # noqa: E402
+from pipeline.job import run_job
 
 # conf/hydra/launcher/ray.yaml deliberately takes the place of the plugin's own `ray` launcher
 # config (same name, our launcher class): Hydra warns about the name on every sweep.
@@ -30,6 +36,7 @@ warnings.filterwarnings("ignore", message="No ccache found")
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")
 def main(cfg: DictConfig) -> float | list[float] | None:
+    gc.enable()
     return run_job(cfg, tracking_helper)
 
 

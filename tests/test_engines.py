@@ -169,10 +169,10 @@ def test_a_cached_run_imports_no_paddle_and_leaves_mlflow_to_its_helper(
     imported; MLflow is imported by the helper process that logs the run, not by the job."""
     heavy = ("paddle", "paddle2onnx", "paddlenlp", "snownlp", "mlflow", "matplotlib.pyplot")
     probe = (
-        "import atexit, runpy, sys\n"
-        f"atexit.register(lambda: print('IMPORTED', sorted(m for m in {heavy!r} if m in sys.modules)))\n"
+        "import runpy, sys\n"
         f"sys.argv = ['run.py', *sys.argv[1:]]\n"
         f"runpy.run_path({str(PROJECT_ROOT / 'run.py')!r}, run_name='__main__')\n"
+        f"print('IMPORTED', sorted(m for m in {heavy!r} if m in sys.modules))\n"
     )
     env = {**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir)}
     for job in ("first", "cached"):  # the first run may convert; the second is the cached one
