@@ -19,7 +19,7 @@ from pipeline import PROJECT_ROOT
 from pipeline.devices import DeviceConfig
 from pipeline.engines import EngineConfig
 from pipeline.engines.base import GRAPH_INPUTS
-from pipeline.errors import ConfigError, UnsupportedCombination, check_choice
+from pipeline.errors import EXTRA_MODULES, ConfigError, UnsupportedCombination, check_choice, require_extra
 from pipeline.precisions import PrecisionConfig
 from pipeline.tracking.settings import MlflowConfig, beside_tracking_database
 
@@ -238,6 +238,7 @@ class Config:
             reason = reason and f"precision={self.precision.name} needs native support: {reason}"
         if reason:
             raise UnsupportedCombination(reason)
+        self.check_extras()
         if self.mode == "predict" and not self.predict.input:
             raise ConfigError("mode=predict needs predict.input=PATH (one text per line)")
         if self.batch_size < 1:
@@ -249,6 +250,19 @@ class Config:
                 f"max_seq_length={self.max_seq_length} must be within 2..{limit} "
                 f"(model {self.model.name} has {positions} positions)"
             )
+
+    def check_extras(self) -> None:
+        """Every optional dependency this job will import, checked before any work."""
+        if self.engine.extra in EXTRA_MODULES:
+            require_extra(self.engine.extra, f"engine={self.engine.name}")
+        if self.model.weights in ("checkpoint", "random"):
+            require_extra("paddlenlp", f"model.weights={self.model.weights}")
+        if self.infer.tokenizer == "paddlenlp":
+            require_extra("paddlenlp", "infer.tokenizer=paddlenlp")
+        if self.infer.tokenizer == "fast_tokenizer":
+            require_extra("fast-tokenizer", "infer.tokenizer=fast_tokenizer")
+        if self.mode == "predict" and self.predict.engine == "ray":
+            require_extra("ray", "predict.engine=ray")
 
 
 ConfigStore.instance().store(name="config_schema", node=Config)

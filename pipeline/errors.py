@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 
@@ -39,6 +40,33 @@ class UnsupportedCombination(ConfigError):
 
 class TrackingError(PipelineError):
     """The MLflow tracking store cannot be reached or refused a write."""
+
+
+class MissingExtra(PipelineError):
+    """A feature whose optional dependencies (a pyproject extra) are not installed."""
+
+
+# What each extra of pyproject.toml brings that this project imports.
+EXTRA_MODULES = {
+    "cpu": ("onnxruntime",),
+    "paddlenlp": ("paddlenlp",),
+    "demo": ("paddlenlp", "sklearn", "threadpoolctl"),
+    "openvino": ("openvino", "ml_dtypes"),
+    "ray": ("ray",),
+    "optuna": ("optuna",),
+    "postgres": ("psycopg",),
+    "fast-tokenizer": ("fast_tokenizer",),
+}
+
+
+def require_extra(extra: str, feature: str) -> None:
+    """Stops a feature whose extra is missing with one line naming the extra to install."""
+    missing = [name for name in EXTRA_MODULES[extra] if importlib.util.find_spec(name) is None]
+    if missing:
+        install = (
+            "pip install -e '.[cpu]' (or '.[gpu]')" if extra == "cpu" else f"pip install -e '.[cpu,{extra}]'"
+        )
+        raise MissingExtra(f"{feature} needs the {extra} extra: {install} (missing: {', '.join(missing)})")
 
 
 def check_choice(value: str, allowed: tuple[str, ...] | list[str], key: str) -> None:

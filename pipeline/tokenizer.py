@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Protocol
 
 from pipeline.config import names_a_path
-from pipeline.errors import ModelError
+from pipeline.errors import ModelError, require_extra
 
 # Tokenizer classes whose rules the fast path reproduces: BERT-style basic tokenization
 # (clean text, split CJK characters, lower-case, strip accents, split punctuation) + WordPiece.
@@ -53,6 +53,10 @@ class PaddleNLPTokenizer:
     """
 
     def __init__(self, name_or_path: str, use_fast: bool = False) -> None:
+        require_extra(
+            "paddlenlp",
+            f"the tokenizer {name_or_path!r} (not a local WordPiece folder: PaddleNLP's tokenizer)",
+        )
         from paddlenlp.transformers import AutoTokenizer
         from paddlenlp.utils.log import logger as paddlenlp_logger
 
@@ -264,11 +268,8 @@ def load_tokenizer(name_or_path: str, kind: str = "auto") -> Tokenizer:
             )
         return FastWordPieceTokenizer(Path(name_or_path))
     if kind == "fast_tokenizer" or (kind == "auto" and fast_tokenizer_installed()):
-        if not fast_tokenizer_installed():
-            raise ModelError(
-                "infer.tokenizer=fast_tokenizer needs PaddleNLP's fast tokenizer: "
-                "pip install fast-tokenizer-python (wheels for Python < 3.11 only)"
-            )
+        # fast-tokenizer-python has wheels for Python < 3.11 only.
+        require_extra("fast-tokenizer", "infer.tokenizer=fast_tokenizer")
         try:
             return PaddleNLPTokenizer(name_or_path, use_fast=True)
         except ModelError:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.data import read_labels, read_split, read_texts
-from pipeline.errors import ModelError
+from pipeline.errors import MissingExtra, ModelError
 from pipeline.tokenizer import (
     FastWordPieceTokenizer,
     PaddleNLPTokenizer,
@@ -54,7 +54,9 @@ def test_auto_picks_fast_for_a_wordpiece_folder(tiny_model: Path, tmp_path: Path
 def test_fast_tokenizer_kind_says_how_to_install_it(tiny_model: Path) -> None:
     if fast_tokenizer_installed():
         pytest.skip("fast_tokenizer is installed here")
-    with pytest.raises(ModelError, match="pip install fast-tokenizer-python"):
+    with pytest.raises(
+        MissingExtra, match=r"needs the fast-tokenizer extra: pip install -e '\.\[cpu,fast-tokenizer\]'"
+    ):
         load_tokenizer(str(tiny_model / "tokenizer"), "fast_tokenizer")
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import random
 import re
+import sys
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
@@ -19,6 +20,7 @@ import numpy as np
 from tqdm import tqdm
 
 from pipeline.data import read_labels, read_split
+from pipeline.errors import MissingExtra, require_extra
 from pipeline.stages.export import EXPORT_PREFIX, export_static
 from pipeline.stages.infer import pad_batch
 
@@ -330,6 +332,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
     parser.add_argument("--max-train-samples", type=int, default=None)
     args = parser.parse_args(argv)
+    try:
+        require_extra("demo", "make demo-model")
+    except MissingExtra as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
     cfg = TrainConfig(epochs=args.epochs, max_train_samples=args.max_train_samples)
     out = args.out.resolve()

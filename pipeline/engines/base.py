@@ -76,6 +76,8 @@ class EngineConfig:
     fuses_itself: ClassVar[bool] = False
     precisions: ClassVar[tuple[str, ...]] = ()
     devices: ClassVar[tuple[str, ...]] = ()
+    # The pyproject extra that installs its runtime.
+    extra: ClassVar[str] = "cpu"
 
     def __post_init__(self) -> None:
         if type(self) is not ENGINES.get(self.name):

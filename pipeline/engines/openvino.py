@@ -56,6 +56,7 @@ class OpenVinoSession:
 @ENGINES.register("openvino")
 @dataclass
 class OpenVinoEngine(EngineConfig):
+    extra: ClassVar[str] = "openvino"
     """OpenVINO Runtime on the CPU (pip package `openvino`, the `openvino` extra)."""
 
     name: str = "openvino"

@@ -61,6 +61,7 @@ class PaddleInferenceEngine(EngineConfig):
     name: str = "paddle_inference"
     onednn: bool = True  # oneDNN kernels (Paddle's fast CPU path); false: Paddle's plain kernels
     reads: ClassVar[str] = "paddle"
+    extra: ClassVar[str] = "paddle"  # the core: paddlepaddle is a dependency of every install
     precisions: ClassVar[tuple[str, ...]] = ("fp32", "bf16")
     devices: ClassVar[tuple[str, ...]] = ("cpu",)
 
