@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from bench.common import demo_subset, machine_lines, replace_section, table
-from pipeline.config import PROJECT_ROOT
+from pipeline import PROJECT_ROOT
 
 DEFAULT_MODELS = ",".join(f"ernie-3.0-{size}-zh" for size in ("nano", "micro", "mini", "medium", "base"))
 

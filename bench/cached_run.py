@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from bench.common import cache_dir, machine_lines, replace_section, table
-from pipeline.config import PROJECT_ROOT
+from pipeline import PROJECT_ROOT
 
 GOAL_SECONDS = 4.0
 DEFAULT = "MLflow on (default)"

@@ -6,12 +6,12 @@ import argparse
 import platform
 from pathlib import Path
 
-from pipeline.cache import atomic_write_text
-from pipeline.config import Config, compose_config
-from pipeline.cpu import notable_flags
+from pipeline.core.cpu import notable_flags
+from pipeline.core.files import atomic_write_text
+from pipeline.core.tokenizer import Encoded
+from pipeline.options.config import Config, compose_config
 from pipeline.runner import open_engine
 from pipeline.stages.infer import InferenceResult, run_inference
-from pipeline.tokenizer import Encoded
 from pipeline.tracking.mlflow_runs import environment_tags
 
 
@@ -44,7 +44,7 @@ def machine_lines() -> list[str]:
 
 def demo_subset(**counts: int) -> Path:
     """The first lines of demo dataset splits (e.g. dev=512, train=2000) in the seed's format, cached."""
-    from pipeline.demo.data import demo_dataset
+    from pipeline.core.demo_data import demo_dataset
 
     source = demo_dataset(cache_dir())
     folder = cache_dir() / "bench-data" / "-".join(f"{split}{count}" for split, count in counts.items())

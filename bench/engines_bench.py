@@ -24,8 +24,8 @@ import yaml
 
 from bench.common import cache_dir, demo_subset, machine_lines, replace_section, table
 from bench.seed_vs_pipeline import seed_run
-from pipeline.config import PROJECT_ROOT, compose_config
-from pipeline.data import read_labels, read_split
+from pipeline.core.data import read_labels, read_split
+from pipeline.options.config import PROJECT_ROOT, compose_config
 from pipeline.runner import serving_tokenizer
 from pipeline.stages.convert import convert
 from pipeline.stages.export import static_graph

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench.common import cache_dir, machine_lines, replace_section, table
-from pipeline.config import PROJECT_ROOT
+from pipeline import PROJECT_ROOT
 
 SWEEP = ["precision=fp32,int8", "batch_size=8,32", "max_seq_length=64,128", "infer.predict_data=false"]
 LAUNCHERS = {

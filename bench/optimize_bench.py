@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 
 from bench.common import bench_config, best_of, machine_lines, ms_per_sample, parse_arguments, table
-from pipeline.cache import atomic_write_text
-from pipeline.config import PROJECT_ROOT
-from pipeline.data import read_labels, read_split
+from pipeline import PROJECT_ROOT
+from pipeline.core.data import read_labels, read_split
+from pipeline.core.files import atomic_write_text
 from pipeline.runner import dataset_dir, prepare_model, serving_tokenizer
 from pipeline.stages.evaluate import accuracy
 

@@ -21,12 +21,12 @@ import tempfile
 from pathlib import Path
 
 from bench.common import bench_config, cache_dir, machine_lines, replace_section, table
-from pipeline.config import PROJECT_ROOT
+from pipeline import PROJECT_ROOT
 from pipeline.runner import dataset_dir
 
 ENGINES = {
-    "local": ["predict.engine=local", "device.num_threads=2"],
-    "ray": ["predict.engine=ray", "predict.workers=2", "predict.threads_per_worker=1"],
+    "local": ["predict.executor=local", "device.num_threads=2"],
+    "ray": ["predict.executor=ray", "predict.workers=2", "predict.threads_per_worker=1"],
 }
 
 

@@ -19,14 +19,14 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.common import bench_config, machine_lines, parse_arguments, replace_section, table
-from pipeline.config import DEMO_MODEL_DIR, PROJECT_ROOT, ArchitectureConfig, Config
-from pipeline.data import read_labels, read_split
+from pipeline.core.data import read_labels, read_split
+from pipeline.core.tokenizer import load_tokenizer
+from pipeline.options.config import DEMO_MODEL_DIR, PROJECT_ROOT, ArchitectureConfig, Config
 from pipeline.runner import dataset_dir, open_engine, prepare_model, run_texts, serving_tokenizer
 from pipeline.stages.convert import convert
 from pipeline.stages.evaluate import accuracy, latency_metrics
 from pipeline.stages.export import static_graph
 from pipeline.stages.infer import pad_batch
-from pipeline.tokenizer import load_tokenizer
 
 MODELS = {
     "demo ERNIE": [],

@@ -1,4 +1,5 @@
-"""One Hydra job: validate, run, and record how it ended (for the sweep summary and the shell)."""
+"""One Hydra job: validate, run its stages into the job folder, record how it ended, then make
+the folder its MLflow run. Tracking comes last and apart: a store that fails loses no work."""
 
 from __future__ import annotations
 
@@ -6,113 +7,152 @@ import logging
 import platform
 import sys
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.config import Config, validate
-from pipeline.errors import PipelineError, TrackingError, UnsupportedCombination
-from pipeline.job_files import write_job_status
-from pipeline.runner import run_experiment, run_prediction
-from pipeline.tracking.mlflow_runs import run_name
-from pipeline.tracking.run_process import RunProcess
-from pipeline.tracking.sweep import parent_run_id
+from pipeline.core.errors import ConfigError, PipelineError, TrackingError, UnsupportedCombination
+from pipeline.core.job_folder import job_name, update_job_record, write_job_status
+from pipeline.options.config import Config, validate
+from pipeline.runner.evaluate import evaluate_job
+from pipeline.runner.predict import predict_job
+from pipeline.runner.record import begin_record
+from pipeline.tracking.job_record import log_job_folder, tracking_state
+from pipeline.tracking.sweep_record import parent_run_id
 
 log = logging.getLogger(__name__)
 
 
-def _parent_run(config: Config, sweep_dir: str) -> str | None:
-    """The sweep's parent run; where the store cannot say, the job's own run reports that."""
-    try:
-        return parent_run_id(config.mlflow, sweep_dir)
-    except TrackingError:
-        return None
+@dataclass
+class Outcome:
+    status: str  # FINISHED | FAILED | SKIPPED
+    config: Config | None = None
+    error: str = ""
+    metrics: dict = field(default_factory=dict)
+    ran: bool = False  # the stages started: the job has a run to record, whatever its status
+    bug: BaseException | None = None  # an unexpected exception: a single run shows its traceback
 
 
-def _where(multirun: bool) -> str:
-    """Sweep jobs may run on other machines: a failure names the host it happened on."""
-    return f" [host {platform.node()}]" if multirun else ""
-
-
-def run_job(cfg: DictConfig, tracking_helper: RunProcess | None = None) -> float | list[float] | None:
-    """Returns the `objectives` metrics (for sweepers that optimise them), or None for a failed job.
-
-    A failing job in a sweep is recorded and the sweep goes on; a failing single run exits 2
-    with one line on stderr. A single tracked run has `tracking_helper` (run.py's) write its run.
-    """
+def run_job(cfg: DictConfig) -> float | list[float] | None:
+    """Returns the `objectives` metrics (for sweepers that optimise them), or None for a job that
+    failed or was skipped. A failing single run exits 2 with one line on stderr; in a sweep the
+    job is recorded and the sweep goes on."""
     hydra = HydraConfig.get()
-    output_dir = Path(hydra.runtime.output_dir)
+    job_dir = Path(hydra.runtime.output_dir).absolute()
     multirun = hydra.mode == RunMode.MULTIRUN
-    name = run_name(list(hydra.overrides.task))
+    overrides = list(hydra.overrides.task)
+    outcome = _run(cfg, job_dir, overrides, multirun)
+    where = f" [host {platform.node()}]" if multirun and outcome.status == "FAILED" else ""
+    write_job_status(job_dir, outcome.status, outcome.error + where)
+    tracking_error = _track(outcome, job_dir, hydra.sweep.dir if multirun else None)
+    _report(outcome, job_name(overrides), job_dir, multirun, tracking_error)
+    if outcome.status != "FINISHED" or outcome.config is None:
+        return None
+    objectives = outcome.config.objectives
+    values = [float(outcome.metrics[n]) for n in objectives if n in outcome.metrics]
+    if len(values) != len(objectives):
+        missing = [n for n in objectives if n not in outcome.metrics]
+        print(f"error: objectives {missing} are not metrics of this job")
+        return None
+    return values[0] if len(values) == 1 else values
+
+
+def _run(cfg: DictConfig, job_dir: Path, overrides: list[str], multirun: bool) -> Outcome:
     try:
         config = validate(cfg)
-        if tracking_helper is not None and (multirun or not config.mlflow.enabled):
-            tracking_helper.discard()  # a sweep's jobs log in-process: one MLflow import for them all
-            tracking_helper = None
-        if multirun and config.skip_unavailable_device and (reason := config.device.unavailable_reason()):
-            write_job_status(output_dir, "SKIPPED", reason)
-            print(f"skipped {name}: {reason.split(';')[0].split('. ')[0]}")
-            return None
-        composed = OmegaConf.to_yaml(cfg, resolve=True)
-        parent = _parent_run(config, hydra.sweep.dir) if multirun else None
-        if config.mode == "predict":
-            metrics = run_prediction(
-                config, output_dir, composed, name, parent_run_id=parent, tracking_helper=tracking_helper
+        if not multirun and config.mlflow.registered_model_name and config.engine.name != "onnxruntime":
+            raise ConfigError(
+                "mlflow.registered_model_name: the served model runs on ONNX Runtime; "
+                f"engine={config.engine.name} jobs are measured but not registered (use engine=onnxruntime)"
             )
-        else:
-            # A sweep registers only its winner (pipeline.tracking.sweep), not every job.
-            metrics = run_experiment(
-                config,
-                output_dir,
-                composed,
-                name,
-                parent_run_id=parent,
-                register=not multirun,
-                tracking_helper=tracking_helper,
-            )
+        reason = (
+            config.engine.unavailable_reason(config.device)
+            if multirun and config.skip_unavailable_device
+            else None
+        )
+        if reason:
+            return Outcome("SKIPPED", config, reason.split(";")[0].split(". ")[0])
     except UnsupportedCombination as exc:
-        if not multirun:
-            write_job_status(output_dir, "FAILED", str(exc))
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(2)
-        write_job_status(output_dir, "SKIPPED", str(exc))
-        print(f"skipped {name}: {exc}")
-        return None
+        return Outcome("SKIPPED" if multirun else "FAILED", error=str(exc))
     except PipelineError as exc:
-        kept = f"; the job's files are in {output_dir}" if isinstance(exc, TrackingError) else ""
-        write_job_status(output_dir, "FAILED", f"{exc}{_where(multirun)}")
-        print(f"error: {exc}{kept}", file=sys.stderr)
-        if multirun:
-            return None
-        sys.exit(2)
+        return Outcome("FAILED", error=str(exc))
+    outcome = Outcome("FAILED", config, ran=True)
+    try:
+        begin_record(config, job_dir, overrides, OmegaConf.to_yaml(cfg, resolve=True))
+        run = predict_job if config.mode == "predict" else evaluate_job
+        outcome.metrics = run(config, job_dir)
+        outcome.status = "FINISHED"
+    except PipelineError as exc:
+        outcome.error = str(exc)
     except Exception as exc:
-        write_job_status(output_dir, "FAILED", f"{type(exc).__name__}: {exc}{_where(multirun)}")
-        if not multirun:
-            raise
-        log.error("job %s failed:\n%s", name, traceback.format_exc())
+        outcome.error = f"{type(exc).__name__}: {exc}"
+        outcome.bug = exc
+        if multirun:
+            log.error("job %s failed:\n%s", job_dir.name, traceback.format_exc())
+    return outcome
+
+
+def _track(outcome: Outcome, job_dir: Path, sweep_dir: str | None) -> TrackingError | None:
+    """The job folder as its MLflow run; the store's failure is returned, not raised."""
+    config = outcome.config
+    if config is None or not outcome.ran or not config.mlflow.enabled:
         return None
-    write_job_status(output_dir, "FINISHED")
+    try:
+        parent = parent_run_id(config.mlflow, sweep_dir) if sweep_dir else None
+        if parent:
+            update_job_record(job_dir, parent_run_id=parent)
+        run_id = log_job_folder(job_dir, config.mlflow, parent)
+        if sweep_dir is None and config.mlflow.registered_model_name and outcome.status == "FINISHED":
+            from pipeline.tracking.models import register_job_model
+
+            version = register_job_model(job_dir, config.mlflow, run_id, config.mlflow.registered_model_name)
+            name = config.mlflow.registered_model_name
+            print(f"registered {name} version {version}: models:/{name}/{version}")
+    except TrackingError as exc:
+        return exc
+    return None
+
+
+def _report(
+    outcome: Outcome, name: str, job_dir: Path, multirun: bool, tracking_error: TrackingError | None
+) -> None:
+    if outcome.status == "SKIPPED":
+        print(f"skipped {name}: {outcome.error}")
+        return
+    if outcome.status == "FAILED":
+        if multirun:
+            return  # the sweep's summary lists it
+        if outcome.bug is not None:
+            raise outcome.bug
+        print(f"error: {outcome.error}", file=sys.stderr)
+        sys.exit(2)
+    print(_result_line(outcome, name, job_dir))
+    if multirun:
+        return  # the sweep reports its store's failures once, at its end
+    if tracking_error is not None:
+        print(f"error: {tracking_error}; the job's files are in {job_dir}", file=sys.stderr)
+        sys.exit(2)
+    if page := tracking_state(job_dir).get("runs_page"):
+        print(f"MLflow: {page}")
+
+
+def _result_line(outcome: Outcome, name: str, job_dir: Path) -> str:
+    m, config = outcome.metrics, outcome.config
+    assert config is not None
     if config.mode == "predict":
-        m = metrics
-        print(
+        return (
             f"{name}: {m['rows']} rows from {m['input_lines']} lines in {m['wall_s']:.1f} s "
             f"({m['lines_per_s']:.0f} lines/s, peak RSS {m['peak_rss_mb']:.0f} MB) -> {m['output']}"
         )
-        return None
     quality = (
         "accuracy n/a (random weights)"
         if config.model.weights == "random"
-        else f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}"
+        else f"accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}"
     )
-    print(
-        f"{name}: {quality}  latency {metrics['latency_ms']:.3f} ms/sample  "
-        f"e2e {metrics['e2e_ms']:.3f} ms/sample  ({metrics['n_samples']} samples) -> {output_dir}"
+    return (
+        f"{name}: {quality}  latency {m['latency_ms']:.3f} ms/sample  "
+        f"e2e {m['e2e_ms']:.3f} ms/sample  ({m['n_samples']} samples) -> {job_dir}"
     )
-    values = [float(metrics[name]) for name in config.objectives if name in metrics]
-    if len(values) != len(config.objectives):
-        missing = [name for name in config.objectives if name not in metrics]
-        print(f"error: objectives {missing} are not metrics of this job", file=sys.stderr)
-        return None
-    return values[0] if len(values) == 1 else values

@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from pipeline.config import PROJECT_ROOT
-from pipeline.demo.data import demo_dataset
+from pipeline import PROJECT_ROOT
+from pipeline.core.demo_data import demo_dataset
 from pipeline.demo.model import TrainConfig, train_demo_model
 
 TINY = TrainConfig(

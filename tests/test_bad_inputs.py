@@ -13,7 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipeline.config import DEMO_MODEL_DIR
+from pipeline.options.config import DEMO_MODEL_DIR
 from tests.conftest import RunCli, free_port
 
 pytestmark = pytest.mark.slow

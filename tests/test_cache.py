@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cache import atomic_write_text, cached_artifact, content_key
+from pipeline.core.cache import cached_artifact, content_key
+from pipeline.core.files import atomic_write_text
 
 
 def _slow_build(out: Path, log: str) -> None:

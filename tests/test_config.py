@@ -7,9 +7,9 @@ import re
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from pipeline.config import PROJECT_ROOT
-from pipeline.config import compose_config as composed
-from pipeline.errors import ConfigError
+from pipeline import PROJECT_ROOT
+from pipeline.core.errors import ConfigError
+from pipeline.options.config import compose_config as composed
 
 
 def test_default_config_is_the_embedded_demo() -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from pipeline.config import ConvertConfig
+from pipeline.options.config import ConvertConfig
 from pipeline.stages.convert import convert, find_model_files
 
 # Paddle 3 writes the legacy program format only with the PIR API off, set before import.

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data import read_labels, read_split, read_texts
-from pipeline.demo.data import DEV_SIZE, LABELS, TEST_SIZE, demo_dataset
-from pipeline.errors import DatasetError
+from pipeline.core.data import read_labels, read_split, read_texts
+from pipeline.core.demo_data import DEV_SIZE, LABELS, TEST_SIZE, demo_dataset
+from pipeline.core.errors import DatasetError
 
 
 def write(folder: Path, name: str, text: str) -> Path:

@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.config import DEMO_MODEL_DIR, ConvertConfig
-from pipeline.data import read_labels, read_split
+from pipeline.core.data import read_labels, read_split
+from pipeline.core.tokenizer import load_tokenizer
 from pipeline.demo.model import TrainConfig, build_vocab, main, pretrain_mlm
-from pipeline.devices import CpuDevice
-from pipeline.engines.onnxruntime import OnnxRuntimeSession
+from pipeline.options.config import DEMO_MODEL_DIR, ConvertConfig
+from pipeline.options.devices import CpuDevice
+from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
 from pipeline.stages.convert import convert
 from pipeline.stages.infer import run_inference
-from pipeline.tokenizer import load_tokenizer
 
 
 @pytest.mark.slow

@@ -9,10 +9,10 @@ import onnxruntime as ort
 import pytest
 from hydra.errors import ConfigCompositionException
 
-from pipeline.config import ConvertConfig, compose_config
-from pipeline.devices import CpuDevice, GpuDevice
-from pipeline.engines.onnxruntime import OnnxRuntimeSession
-from pipeline.errors import DeviceError
+from pipeline.core.errors import DeviceError
+from pipeline.options.config import ConvertConfig, compose_config
+from pipeline.options.devices import CpuDevice, GpuDevice
+from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
 from pipeline.stages.convert import convert
 
 HAS_CUDA = "CUDAExecutionProvider" in ort.get_available_providers()

@@ -16,9 +16,9 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipeline.config import PROJECT_ROOT, compose_config
-from pipeline.cpu import cpu_flags
-from pipeline.errors import UnsupportedCombination
+from pipeline.core.cpu import cpu_flags
+from pipeline.core.errors import UnsupportedCombination
+from pipeline.options.config import PROJECT_ROOT, compose_config
 from pipeline.runner import run_experiment
 from tests.conftest import RunCli
 

@@ -11,18 +11,19 @@ import mlflow
 import numpy as np
 import pytest
 
-from pipeline.config import DEMO_MODEL_DIR, PROJECT_ROOT, ConvertConfig, compose_config
-from pipeline.data import read_labels, read_split
-from pipeline.devices import CpuDevice
-from pipeline.engines.onnxruntime import OnnxRuntimeSession, graph_input_names
-from pipeline.errors import ConfigError, ModelError
-from pipeline.precisions.fp32 import Fp32Precision
+from pipeline.core.data import read_labels, read_split
+from pipeline.core.errors import ConfigError, ModelError
+from pipeline.core.tokenizer import load_tokenizer
+from pipeline.options.config import DEMO_MODEL_DIR, PROJECT_ROOT, ConvertConfig, compose_config
+from pipeline.options.devices import CpuDevice
+from pipeline.runtimes.base import graph_input_names
+from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
+from pipeline.options.precisions.fp32 import Fp32Precision
 from pipeline.runner import run_experiment
 from pipeline.stages.convert import convert
 from pipeline.stages.export import build_random, export_checkpoint, export_random, load_checkpoint
 from pipeline.stages.infer import pad_batch, run_inference
 from pipeline.stages.optimize import optimize
-from pipeline.tokenizer import load_tokenizer
 
 SEED_MODELS = [
     "ernie-1.0-large-zh-cw",

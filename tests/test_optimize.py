@@ -10,18 +10,18 @@ import onnxruntime as ort
 import pytest
 from onnxconverter_common import float16
 
-from pipeline.config import DEMO_MODEL_DIR, ConvertConfig
-from pipeline.data import read_labels, read_split
-from pipeline.devices import CpuDevice
-from pipeline.engines.onnxruntime import OnnxRuntimeSession
-from pipeline.precisions.fp16 import Fp16Precision, align_cast_types
-from pipeline.precisions.fp32 import Fp32Precision
-from pipeline.precisions.int8 import Int8Precision, QuantizationConfig
+from pipeline.core.data import read_labels, read_split
+from pipeline.core.tokenizer import load_tokenizer
+from pipeline.options.config import DEMO_MODEL_DIR, ConvertConfig
+from pipeline.options.devices import CpuDevice
+from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
+from pipeline.options.precisions.fp16 import Fp16Precision, align_cast_types
+from pipeline.options.precisions.fp32 import Fp32Precision
+from pipeline.options.precisions.int8 import Int8Precision, QuantizationConfig
 from pipeline.stages.convert import convert
 from pipeline.stages.fusion import fuse_attention
 from pipeline.stages.infer import run_inference
 from pipeline.stages.optimize import optimize
-from pipeline.tokenizer import load_tokenizer
 
 
 @pytest.fixture(scope="module")

@@ -11,15 +11,15 @@ import numpy as np
 import onnxruntime
 import pytest
 
-from pipeline.config import Config, ConvertConfig, DatasetConfig, MlflowConfig, compose_config
-from pipeline.data import read_labels, read_split
-from pipeline.devices import CpuDevice
-from pipeline.engines.onnxruntime import OnnxRuntimeSession
-from pipeline.errors import DatasetError, ModelError
+from pipeline.core.data import read_labels, read_split
+from pipeline.core.errors import DatasetError, ModelError
+from pipeline.core.tokenizer import load_tokenizer
+from pipeline.options.config import Config, ConvertConfig, DatasetConfig, MlflowConfig, compose_config
+from pipeline.options.devices import CpuDevice
+from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
 from pipeline.runner import run_experiment
 from pipeline.stages.convert import convert, find_model_files
 from pipeline.stages.infer import plan_batches, run_inference
-from pipeline.tokenizer import load_tokenizer
 
 
 def make_config(model_dir: Path, cache_dir: Path, tmp_path: Path, **changes) -> Config:

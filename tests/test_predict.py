@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import PROJECT_ROOT
+from pipeline import PROJECT_ROOT
 from tests.conftest import RunCli
 
 
@@ -170,7 +170,7 @@ def test_ray_data_writes_the_same_output_as_local(
     pytest.importorskip("ray")
     corpus = write_corpus(tmp_path / "corpus.txt", reviews, 2000, blank_every=9)
     for engine in ("local", "ray"):
-        args = predict_args(user_overrides, corpus, tmp_path / engine, f"predict.engine={engine}")
+        args = predict_args(user_overrides, corpus, tmp_path / engine, f"predict.executor={engine}")
         result = run_cli(*args, "mlflow.enabled=false", f"hydra.run.dir=job-{engine}")
         assert result.returncode == 0, result.stderr[-3000:]
     local = sorted(p.name for p in (tmp_path / "local").glob("part-*"))

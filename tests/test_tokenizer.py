@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.data import read_labels, read_split, read_texts
-from pipeline.errors import MissingExtra, ModelError
-from pipeline.tokenizer import (
+from pipeline.core.data import read_labels, read_split, read_texts
+from pipeline.core.errors import MissingExtra, ModelError
+from pipeline.core.tokenizer import (
     FastWordPieceTokenizer,
     PaddleNLPTokenizer,
     fast_tokenizer_installed,

@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.data import read_labels, read_split
-from pipeline.errors import MissingExtra, require_extra
+from pipeline.core.data import read_labels, read_split
+from pipeline.core.errors import MissingExtra, require_extra
 from pipeline.stages.export import EXPORT_PREFIX, export_static
 from pipeline.stages.infer import pad_batch
 
@@ -321,8 +321,8 @@ def main(argv: list[str] | None = None) -> None:
     import shutil
     import tempfile
 
-    from pipeline.config import PROJECT_ROOT
-    from pipeline.demo.data import demo_dataset
+    from pipeline import PROJECT_ROOT
+    from pipeline.core.demo_data import demo_dataset
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "assets" / "demo-model")

@@ -32,20 +32,21 @@ def texts_of(model_input: Any) -> list[str]:
 
 class ErnieTextClassifier(PythonModel):
     def load_context(self, context: Any) -> None:
-        from pipeline.config import InferConfig
-        from pipeline.data import read_labels
-        from pipeline.devices import CpuDevice
-        from pipeline.engines.onnxruntime import OnnxRuntimeSession
-        from pipeline.tokenizer import load_tokenizer
+        from pipeline.core.data import read_labels
+        from pipeline.core.tokenizer import load_tokenizer
+        from pipeline.options.config import InferConfig
+        from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
 
         artifacts = context.artifacts
         self.settings = json.loads(Path(artifacts["settings"]).read_text(encoding="utf-8"))
         label_file = Path(artifacts["labels"])
         self.labels = read_labels(label_file.parent, label_file.name)
         self.tokenizer = load_tokenizer(artifacts["tokenizer"], self.settings["tokenizer"])
-        device = CpuDevice(num_threads=self.settings["num_threads"])
         self.engine = OnnxRuntimeSession(
-            Path(artifacts["model"]), device, self.settings["batch_size"], self.settings["max_seq_length"]
+            Path(artifacts["model"]),
+            SessionSettings(threads=self.settings["num_threads"]),
+            self.settings["batch_size"],
+            self.settings["max_seq_length"],
         )
         self.options = InferConfig(
             tokenizer=self.settings["tokenizer"], padding=self.settings["padding"], warmup_batches=0

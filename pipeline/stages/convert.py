@@ -4,60 +4,17 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline.cache import cached_artifact, content_key, installed_version
-from pipeline.config import ConvertConfig
-from pipeline.errors import ModelError
+from pipeline.core.cache import cached_artifact, content_key, installed_version
+from pipeline.core.errors import ModelError
+from pipeline.core.files import environment_kept
+from pipeline.core.model_files import PaddleModelFiles, find_model_files
+from pipeline.options.config import ConvertConfig
 
 MODEL_FILE = "model.onnx"
-
-
-@dataclass(frozen=True)
-class PaddleModelFiles:
-    graph: Path  # <prefix>.json (Paddle 3 PIR) or <prefix>.pdmodel (legacy program)
-    params: Path  # <prefix>.pdiparams
-
-
-def find_model_files(path_prefix: str | Path) -> PaddleModelFiles:
-    prefix = Path(path_prefix)
-    params = prefix.with_name(prefix.name + ".pdiparams")
-    candidates = [prefix.with_name(prefix.name + ext) for ext in (".json", ".pdmodel")]
-    graph = next((c for c in candidates if c.is_file()), None)
-    if graph is None and prefix.is_dir():
-        found = sorted(p.name for p in prefix.glob("*.pdiparams"))
-        hint = f" (it holds {', '.join(found)})" if found else ""
-        raise ModelError(
-            f"model.path_prefix={prefix} is a folder{hint}; give the prefix paddle.jit.save wrote, "
-            f"e.g. {prefix / (found[0].removesuffix('.pdiparams') if found else 'float32')}"
-        )
-    if graph is None:
-        raise ModelError(
-            f"no static-graph model at {candidates[0]} or {candidates[1]}; model.path_prefix must "
-            "be the prefix paddle.jit.save wrote (e.g. export/float32)"
-        )
-    if not params.is_file():
-        raise ModelError(
-            f"{params}: parameters file not found (written by paddle.jit.save beside {graph.name})"
-        )
-    return PaddleModelFiles(graph=graph, params=params)
-
-
-@contextlib.contextmanager
-def _environment_kept() -> Iterator[None]:
-    """Importing paddle sets OMP_NUM_THREADS=1 and CUSTOM_DEVICE_ROOT in os.environ, which every
-    later child process (Ray workers, joblib jobs, a serving process) would inherit."""
-    before = dict(os.environ)
-    try:
-        yield
-    finally:
-        os.environ.clear()
-        os.environ.update(before)
 
 
 def _fold_constants(raw: Path, target: Path) -> None:
@@ -94,7 +51,7 @@ def _export(files: PaddleModelFiles, opset: int, checker: bool, out_dir: Path) -
         shutil.copyfile(files.params, params)
         log = io.StringIO()
         try:
-            with contextlib.redirect_stdout(log), _environment_kept():
+            with contextlib.redirect_stdout(log), environment_kept():
                 import paddle2onnx
 
                 paddle2onnx.export(

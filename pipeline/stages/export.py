@@ -11,10 +11,11 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from pipeline.cache import cached_artifact, content_key, installed_version
-from pipeline.config import ArchitectureConfig, ModelConfig, names_a_path
-from pipeline.engines.base import GRAPH_INPUTS
-from pipeline.errors import ModelError
+from pipeline.core.cache import cached_artifact, content_key, installed_version
+from pipeline.core.errors import ModelError
+from pipeline.core.files import names_a_path
+from pipeline.options.config import ArchitectureConfig, ModelConfig
+from pipeline.runtimes.base import GRAPH_INPUTS
 
 log = logging.getLogger(__name__)
 

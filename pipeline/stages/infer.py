@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import psutil
 from tqdm import tqdm
 
-from pipeline.config import InferConfig
-from pipeline.engines import Engine
-from pipeline.tokenizer import Encoded, Tokenizer
+from pipeline.core.errors import ModelError
+from pipeline.core.tokenizer import Encoded, Tokenizer
+from pipeline.options.config import Config, InferConfig
+from pipeline.runtimes.base import Engine
 
 
 @dataclass(frozen=True)
@@ -131,3 +133,24 @@ def infer(
         progress=progress,
         tokenize_seconds=tokenize_seconds,
     )
+
+
+def run_texts(
+    config: Config, texts: list[str], tokenizer: Tokenizer, engine: Engine, desc: str
+) -> InferenceResult:
+    """`infer` with this config's batching and padding."""
+    return infer(
+        texts,
+        tokenizer,
+        engine,
+        config.infer,
+        batch_size=config.batch_size,
+        max_seq_length=config.max_seq_length,
+        desc=desc,
+    )
+
+
+def check_label_count(n_outputs: int, labels: list[str], label_file: Path) -> None:
+    """A model trained for another label set says so before its predictions are written."""
+    if n_outputs != len(labels):
+        raise ModelError(f"the model outputs {n_outputs} classes but {label_file} lists {len(labels)} labels")

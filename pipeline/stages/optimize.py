@@ -1,7 +1,7 @@
 """The optimize stage: graph fusion, then the chosen precision's transform, of a converted ONNX model.
 
 Order: fuse first (attention, then ONNX Runtime's transformer fusions), then change
-precision (pipeline/precisions/), so FP16 and INT8 work on the fused operators. Each result
+precision (pipeline/options/precisions/), so FP16 and INT8 work on the fused operators. Each result
 is cached by the content of its input model and every option.
 """
 
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import onnx
 
-from pipeline.cache import cached_artifact, content_key
-from pipeline.errors import ModelError, PipelineError
-from pipeline.precisions import OptimizeInputs, PrecisionConfig
-from pipeline.precisions.base import quiet_root_logger
+from pipeline.core.cache import cached_artifact, content_key
+from pipeline.core.errors import ModelError, PipelineError
+from pipeline.options.precisions import OptimizeInputs, PrecisionConfig
+from pipeline.options.precisions.base import quiet_root_logger
 from pipeline.stages.fusion import fuse_attention
 
 MODEL_FILE = "model.onnx"

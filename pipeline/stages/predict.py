@@ -5,7 +5,7 @@ ranges, UTF-8 checked line by line, a content hash); each chunk becomes one part
 atomically by a `PartPredictor` (tokenize, length-sorted batches, order restored). Memory is
 bounded by one chunk, whatever the input's size. A rerun keeps the finished parts and does the
 rest; `_SUCCESS` is written last. The same `PartPredictor` runs in this process
-(`predict.engine=local`) or as one Ray Data actor per worker (`predict.engine=ray`).
+(`predict.executor=local`) or as one Ray Data actor per worker (`predict.executor=ray`).
 """
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.cache import atomic_write_text
-from pipeline.config import Config, InferConfig, PredictConfig
-from pipeline.errors import ConfigError, DatasetError, ModelError
-from pipeline.stages.infer import infer, softmax
+from pipeline.core.errors import ConfigError, DatasetError
+from pipeline.core.files import atomic_write_text
+from pipeline.core.tokenizer import load_tokenizer
+from pipeline.options.config import Config, InferConfig, PredictConfig
+from pipeline.stages.infer import check_label_count, infer, softmax
+from pipeline.stages.prepare import open_engine
 
 SUCCESS_FILE = "_SUCCESS"
 MANIFEST_FILE = "_manifest.json"
@@ -147,9 +149,6 @@ class PartPredictor:
     """Tokenizer + engine for one process: turns a chunk into its part file."""
 
     def __init__(self, spec: PredictorSpec, label_file: Path) -> None:
-        from pipeline.runner import open_engine
-        from pipeline.tokenizer import load_tokenizer
-
         self.spec = spec
         self.label_file = label_file
         self.tokenizer = load_tokenizer(spec.tokenizer, spec.config.infer.tokenizer)
@@ -184,11 +183,6 @@ class PartPredictor:
 def _without_warmup(config: Config) -> InferConfig:
     """Warm-up batches once per process, not once per chunk."""
     return replace(config.infer, warmup_batches=0)
-
-
-def check_label_count(n_outputs: int, labels: list[str], label_file: Path) -> None:
-    if n_outputs != len(labels):
-        raise ModelError(f"the model outputs {n_outputs} classes but {label_file} lists {len(labels)} labels")
 
 
 def manifest(plan: InputPlan, spec: PredictorSpec, options: PredictConfig) -> dict:

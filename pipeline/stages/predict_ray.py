@@ -1,4 +1,4 @@
-"""predict.engine=ray: the pending parts as a Ray Data dataset, one PartPredictor actor per worker.
+"""predict.executor=ray: the pending parts as a Ray Data dataset, one PartPredictor actor per worker.
 
 The dataset's rows are the chunks (line-aligned byte ranges of the input), not the lines: each
 actor reads its chunk from the input (a path every node sees), predicts it with its own ONNX
@@ -17,7 +17,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.errors import ConfigError
+from pipeline.core.errors import require_extra
 from pipeline.ray_cluster import ray_init_options
 from pipeline.stages.predict import Chunk, InputPlan, PartPredictor, PredictorSpec
 
@@ -50,10 +50,9 @@ def predict_on_ray(
     """Runs the pending parts on Ray Data; returns the workers' peak RSS (MB)."""
     if not pending:
         return []
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("predict.engine=ray needs the ray extra: pip install -e '.[cpu,ray]'") from None
+    require_extra("ray", "predict.executor=ray")
+    import ray
+
     options = spec.config.predict
     # Each actor's engine gets the threads its worker reserves.
     device = replace(spec.config.device, num_threads=options.threads_per_worker)

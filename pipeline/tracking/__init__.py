@@ -1,1 +1,2 @@
-"""MLflow tracking: runs per job (mlflow_runs), the sweep parent run (sweep), reports and summaries."""
+"""MLflow tracking: the store, a job folder as its run, a sweep folder as its parent run, the
+jobs' models, resync, and the team tracking server."""

@@ -1,88 +1,94 @@
-"""Logs a finished job folder to MLflow afterwards: for jobs whose tracking store failed.
+"""Makes the MLflow runs of job folders whole again: for jobs whose tracking store failed.
 
-    python -m pipeline.tracking resync OUTPUT_DIR [--tracking-uri URI] [--experiment NAME]
+    python -m pipeline.tracking resync DIR [DIR ...] [--tracking-uri URI] [--experiment NAME]
 
-The job's files are the record (config.yaml, metrics.json, job_status.json, its reports); the
-run gets the same params, metrics, tags and artifacts a tracked job gets, and the tag `job_dir`,
-by which a folder already in the store is found and not logged twice.
+DIR is a job's output folder or a sweep folder (its parent run and every job). The folders are
+the record: a run the store left RUNNING or half-logged is completed, one it never got is
+created (nested under its sweep's parent run), a complete one is left as it is. A job that
+finished is FINISHED in MLflow, whatever happened to the store meanwhile.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
-from pipeline.config import MlflowConfig, compose_config
-from pipeline.errors import PipelineError, TrackingError
-from pipeline.job_files import (
-    CONFIG_FILE,
-    CONFUSION_FILE,
-    JOB_STATUS_FILE,
-    METRICS_FILE,
-    OVERRIDES_FILE,
-    PER_CLASS_FILE,
-    PREDICTIONS_FILE,
-)
-from pipeline.tracking.mlflow_runs import JOB_DIR_TAG, environment_tags, find_run_by_tag, run_name, start_run
+from pipeline.core.errors import PipelineError, TrackingError
+from pipeline.core.job_folder import CONFIG_FILE, job_status
+from pipeline.options.tracking import MlflowConfig
+from pipeline.tracking.job_record import log_job_folder, sweep_of
+from pipeline.tracking.sweep_record import log_sweep_folder, parent_run_id
 
 
-def resync(job_dir: Path, tracking_uri: str | None = None, experiment: str | None = None) -> str:
-    """Logs `job_dir` as a run; returns its id. Refuses a folder that is not a finished job."""
-    job_dir = job_dir.absolute()
-    for name in (CONFIG_FILE, JOB_STATUS_FILE):
-        if not (job_dir / name).is_file():
-            raise TrackingError(
-                f"{job_dir}: no {name}; expected the output folder of a job that ran to its end"
-            )
-    config = yaml.safe_load((job_dir / CONFIG_FILE).read_text(encoding="utf-8"))
-    status = json.loads((job_dir / JOB_STATUS_FILE).read_text(encoding="utf-8"))
-    recorded = (
-        MlflowConfig(**(config.get("mlflow") or {})) if config.get("mlflow") else compose_config().mlflow
+def recorded_mlflow(folder: Path) -> MlflowConfig:
+    """The mlflow settings the job (or the sweep's first job) ran with."""
+    configs = [folder / CONFIG_FILE, *sorted(folder.glob(f"*/{CONFIG_FILE}"))]
+    for path in configs:
+        if path.is_file():
+            section = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("mlflow") or {}
+            return MlflowConfig(**section)
+    raise TrackingError(
+        f"{folder}: no {CONFIG_FILE} here or in its job folders; expected a job or sweep folder"
     )
-    cfg = MlflowConfig(
+
+
+def is_sweep(folder: Path) -> bool:
+    return (folder / "multirun.yaml").is_file()
+
+
+def sweep_jobs(sweep_dir: Path) -> list[Path]:
+    """The job folders of a sweep that have something to record (SKIPPED jobs have no run)."""
+    jobs = [p.parent.parent for p in sweep_dir.glob("*/.hydra/overrides.yaml")]
+    jobs = [j for j in jobs if job_status(j)["status"] in ("FINISHED", "FAILED")]
+    return sorted(jobs, key=lambda p: (len(p.name), p.name))
+
+
+def resync_job(job_dir: Path, cfg: MlflowConfig) -> str:
+    """A job's run, nested under its sweep's parent run (made whole first where it is missing)."""
+    sweep_dir = sweep_of(job_dir)
+    parent = None
+    if sweep_dir is not None:
+        parent = parent_run_id(cfg, sweep_dir) or log_sweep_folder(cfg, sweep_dir)
+    return log_job_folder(job_dir, cfg, parent)
+
+
+def resync(folder: Path, tracking_uri: str | None = None, experiment: str | None = None) -> list[str]:
+    """Resyncs a job folder or a whole sweep; returns one line per run made whole."""
+    folder = folder.absolute()
+    if not folder.is_dir():
+        raise TrackingError(f"{folder}: not a folder; expected a job's or a sweep's output folder")
+    recorded = recorded_mlflow(folder)
+    cfg = replace(
+        recorded,
         enabled=True,
         tracking_uri=tracking_uri or recorded.tracking_uri,
         experiment_name=experiment or recorded.experiment_name,
     )
-    existing = find_run_by_tag(cfg, JOB_DIR_TAG, str(job_dir))
-    if existing is not None:
-        raise TrackingError(f"{job_dir} is already in {cfg.tracking_uri} as run {existing}")
-    overrides_file = job_dir / OVERRIDES_FILE
-    overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.is_file() else []
-    tags = {**environment_tags(), JOB_DIR_TAG: str(job_dir), "resynced": "true"}
-    if status.get("error"):
-        tags["error"] = status["error"]
-    run = start_run(cfg, run_name(list(overrides or [])), tags)
-    run.log_params(config)
-    metrics_file = job_dir / METRICS_FILE
-    if metrics_file.is_file():
-        metrics = json.loads(metrics_file.read_text(encoding="utf-8"))
-        run.log_metrics({k: v for k, v in metrics.items() if isinstance(v, int | float)})
-        run.log_metrics({f"fused_ops.{op}": n for op, n in (metrics.get("fused_ops") or {}).items()})
-    for name in (METRICS_FILE, CONFIG_FILE, PER_CLASS_FILE, CONFUSION_FILE, PREDICTIONS_FILE):
-        if (job_dir / name).is_file():
-            run.log_artifact(job_dir / name)
-    run.end("FINISHED" if status.get("status") == "FINISHED" else "FAILED")
-    return run.run_id
+    if not is_sweep(folder):
+        return [f"{folder}: run {resync_job(folder, cfg)}"]
+    parent = log_sweep_folder(cfg, folder, finished=False)
+    lines = [f"{job}: run {log_job_folder(job, cfg, parent)}" for job in sweep_jobs(folder)]
+    log_sweep_folder(cfg, folder)
+    return [f"{folder}: parent run {parent}", *lines]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m pipeline.tracking", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    command = commands.add_parser("resync", help="log finished job folders to MLflow")
-    command.add_argument("job_dirs", nargs="+", type=Path, metavar="OUTPUT_DIR")
+    command = commands.add_parser("resync", help="make the MLflow runs of job or sweep folders whole")
+    command.add_argument("folders", nargs="+", type=Path, metavar="DIR")
     command.add_argument("--tracking-uri", help="default: the job's own mlflow.tracking_uri")
     command.add_argument("--experiment", help="default: the job's own mlflow.experiment_name")
     args = parser.parse_args(argv)
     failed = False
-    for job_dir in args.job_dirs:
+    for folder in args.folders:
         try:
-            run_id = resync(job_dir, args.tracking_uri, args.experiment)
-            print(f"{job_dir}: logged as run {run_id}")
+            for line in resync(folder, args.tracking_uri, args.experiment):
+                print(line)
         except PipelineError as exc:
             print(f"error: {exc}", file=sys.stderr)
             failed = True

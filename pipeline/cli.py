@@ -1,0 +1,73 @@
+"""`run.py`'s errors as one line each: Hydra's own (an unknown key, a bad override, an option that
+does not exist, a sweep without -m, a run folder that cannot be made) read like ours.
+
+`HYDRA_FULL_ERROR=1` still gives the whole trace to those who ask for it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+from pipeline.options.config import renamed_key
+
+_FULL_ERROR = "HYDRA_FULL_ERROR"
+_KEYS_HINT = "`python run.py --cfg job` lists every key"
+
+
+def explain(exc: BaseException) -> str:
+    """One line for a mistake made on the command line or in a config file."""
+    text = str(exc).strip()
+    cause = str(exc.__cause__ or "").strip()
+    if match := re.search(r"Could not override '([^']+)'", text):
+        key = match.group(1)
+        if moved := renamed_key(key):
+            return f"{key} is now {moved}: use {moved}=... instead"
+        if "not in struct" in cause or "not in struct" in text:
+            return f"unknown key {key!r}: not a key of this config ({_KEYS_HINT}; a new key needs +{key}=...)"
+        return f"{key}: {_first_line(cause or text.split(chr(10), 1)[-1])}"
+    if match := re.search(r"Could not find '([^']+)/([^']+)'", text):
+        group, name = match.groups()
+        options = re.findall(r"^\t(\S+)$", text, flags=re.M)
+        listed = f" is not one of {', '.join(options)}" if options else " does not exist"
+        return f"{group}={name}{listed} (conf/{group}/)"
+    if match := re.search(r"Ambiguous value for argument '([^']+)'", text):
+        return (
+            f"{match.group(1)} is a list of values: to sweep over them put -m first "
+            f"(python run.py -m {match.group(1)}), to pass a list write key=[a,b], to pass text quote it"
+        )
+    if match := re.search(r"Error parsing override '([^']*)'", text):
+        return (
+            f"cannot read the override {match.group(1)!r}: {_first_line(text.split(chr(10), 1)[-1])} "
+            "(write key=value; quote values holding spaces, commas, brackets or '=')"
+        )
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.filename}: {exc.strerror or exc} (a folder the job writes cannot be made)"
+    return _first_line(text) or type(exc).__name__
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")
+
+
+@contextmanager
+def readable_errors() -> Iterator[None]:
+    """Hydra's errors raised to us (not printed with its hint) and told in one line, exit 2."""
+    asked_for_trace = os.environ.get(_FULL_ERROR, "") not in ("", "0")
+    os.environ[_FULL_ERROR] = "1"
+    try:
+        yield
+    except (HydraException, OmegaConfBaseException, OSError) as exc:
+        if asked_for_trace:
+            raise
+        print(f"error: {explain(exc)}", file=sys.stderr)
+        sys.exit(2)
+    finally:
+        if not asked_for_trace:
+            os.environ.pop(_FULL_ERROR, None)

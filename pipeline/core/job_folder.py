@@ -1,0 +1,101 @@
+"""A job's output folder: the one record of a job.
+
+The runner writes what the job did (config, what ran, metrics, reports); the job writes how it
+ended (job_status.json) and where MLflow has it (tracking.json). Everything else reads these:
+the MLflow run is made from them, sweeps summarise them, resync repairs a run from them.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.core.files import atomic_write_text
+
+CONFIG_FILE = "config.yaml"  # the composed config, resolved
+JOB_FILE = "job.json"  # what ran: run name, mode, tags, the dataset, the model
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.jsonl"
+PER_CLASS_FILE = "per_class.md"
+PER_CLASS_TABLE = "per_class.json"
+CONFUSION_FILE = "confusion_matrix.png"
+JOB_STATUS_FILE = "job_status.json"  # FINISHED | FAILED | SKIPPED, and the error
+TRACKING_FILE = "tracking.json"  # the MLflow run, or why the store did not take it
+OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"  # Hydra writes it; sweeps list jobs by it
+# Reports a run carries as artifacts, where the job wrote them.
+ARTIFACT_FILES = (
+    METRICS_FILE,
+    CONFIG_FILE,
+    PER_CLASS_FILE,
+    PER_CLASS_TABLE,
+    CONFUSION_FILE,
+    PREDICTIONS_FILE,
+)
+
+
+# Overrides that say where things are, not what the experiment is: left out of job names.
+_LOCATION_KEYS = (
+    "model.path_prefix",
+    "model.name_or_path",
+    "dataset.dir",
+    "predict.input",
+    "predict.output",
+    "predict.labels",
+    "cache_dir",
+    "mlflow.",
+    "hydra.",
+)
+
+
+def job_name(overrides: list[str]) -> str:
+    """`precision=int8,batch_size=32`: the overrides that define the experiment (its MLflow run name)."""
+    kept = [o for o in overrides if not o.lstrip("+~").startswith(_LOCATION_KEYS)]
+    return ",".join(kept) if kept else "default"
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """A JSON file's object, or None where it is missing or unreadable."""
+    try:
+        value = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def write_json(path: Path, value: dict[str, Any]) -> None:
+    atomic_write_text(Path(path), json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def write_job_status(job_dir: Path, status: str, error: str = "") -> None:
+    write_json(Path(job_dir) / JOB_STATUS_FILE, {"status": status, "error": error})
+
+
+def job_status(job_dir: Path) -> dict[str, str]:
+    return read_json(Path(job_dir) / JOB_STATUS_FILE) or {"status": "UNKNOWN", "error": ""}
+
+
+def update_job_record(job_dir: Path, **fields: Any) -> dict[str, Any]:
+    """Adds `fields` to job.json as the job learns them (a job that dies keeps what it knew)."""
+    path = Path(job_dir) / JOB_FILE
+    record = read_json(path) or {}
+    record.update(fields)
+    write_json(path, record)
+    return record
+
+
+def job_overrides(job_dir: Path) -> list[str]:
+    path = Path(job_dir) / OVERRIDES_FILE
+    if not path.is_file():
+        return []
+    return [str(o) for o in yaml.safe_load(path.read_text(encoding="utf-8")) or []]
+
+
+def record_lost_job(job_dir: Path, overrides: list[str], error: str) -> None:
+    """A job whose process died before it could say so: FAILED, with its overrides for the summary."""
+    overrides_file = Path(job_dir) / OVERRIDES_FILE
+    if not overrides_file.is_file():
+        atomic_write_text(overrides_file, yaml.safe_dump(list(overrides)))
+    write_job_status(job_dir, "FAILED", error)

@@ -1,0 +1,128 @@
+"""mode=evaluate: data + model -> export -> convert -> optimize -> infer -> evaluate, into the job folder."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.core.cache import cached_artifact, content_key
+from pipeline.core.data import Split, dataset_dir, read_labels, read_split, read_texts
+from pipeline.core.files import atomic_write_text
+from pipeline.core.job_folder import METRICS_FILE, PREDICTIONS_FILE, update_job_record
+from pipeline.core.tokenizer import Tokenizer
+from pipeline.options.config import Config
+from pipeline.options.precisions import PRECISIONS
+from pipeline.runner.record import dataset_record
+from pipeline.stages.evaluate import compare_with_fp32, evaluate, write_class_reports
+from pipeline.stages.infer import InferenceResult, check_label_count, run_texts
+from pipeline.stages.predict import prediction_lines
+from pipeline.stages.prepare import (
+    PreparedModel,
+    check_vocabulary,
+    model_tokenizer,
+    open_engine,
+    prepare_model,
+)
+
+
+@dataclass(frozen=True)
+class EvalData:
+    folder: Path
+    labels: list[str]
+    split: Split
+    texts: list[str]  # data.txt, to predict (empty with infer.predict_data=false)
+
+
+def read_eval_data(config: Config) -> EvalData:
+    folder = dataset_dir(config.dataset.dir, Path(config.cache_dir))
+    labels = read_labels(folder)
+    split = read_split(folder, config.dataset.eval_split, labels)
+    texts = read_texts(folder) if config.infer.predict_data else []
+    return EvalData(folder, labels, split, texts)
+
+
+def evaluate_job(config: Config, job_dir: Path) -> dict:
+    """Runs every stage; writes metrics.json, the class reports and predictions; returns the metrics."""
+    data = read_eval_data(config)
+    split_file = data.folder / f"{data.split.name}.txt"
+    update_job_record(
+        job_dir,
+        dataset=dataset_record(
+            f"{config.dataset.name}/{data.split.name}", split_file, "eval", len(data.split.texts)
+        ),
+    )
+    tokenizer, tokenizer_source = model_tokenizer(config.model, config.infer.tokenizer)
+    model = prepare_model(config, len(data.labels), tokenizer)
+    check_vocabulary(config, model, tokenizer, tokenizer_source)
+    record_model(config, job_dir, model, tokenizer_source, data.folder / "label.txt")
+    engine = open_engine(config, model.path)
+
+    result = run_texts(config, data.split.texts, tokenizer, engine, f"evaluate {data.split.name}")
+    check_label_count(result.logits.shape[-1], data.labels, data.folder / "label.txt")
+    metrics: dict = evaluate(result, data.split.label_ids, len(data.labels))
+    metrics["model_size_mb"] = model.size_mb
+    metrics["fused_ops"] = model.fused_ops
+    predicted = result.logits.argmax(axis=-1)
+    reference = (
+        predicted
+        if config.precision.is_fp32_reference
+        else fp32_predictions(config, len(data.labels), data.split.texts, tokenizer)
+    )
+    metrics.update(compare_with_fp32(predicted, reference, data.split))
+    metrics.update(config.engine.describe())
+    atomic_write_text(job_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
+    write_class_reports(job_dir, predicted, data.split)
+    if config.infer.predict_data:
+        predictions = run_texts(config, data.texts, tokenizer, engine, "predict data.txt")
+        write_predictions(job_dir / PREDICTIONS_FILE, data.texts, predictions, data.labels)
+    return metrics
+
+
+def record_model(
+    config: Config, job_dir: Path, model: PreparedModel, tokenizer: str, label_file: Path
+) -> None:
+    """What ran, in job.json: enough to log or serve this model from the folder alone."""
+    update_job_record(
+        job_dir,
+        model={
+            "path": str(model.path.absolute()),
+            "tokenizer": tokenizer,
+            "labels": str(label_file.absolute()),
+            "size_mb": model.size_mb,
+            # The served model runs on ONNX Runtime: only its jobs can be served.
+            "servable": config.engine.name == "onnxruntime",
+            "settings": {
+                "batch_size": config.batch_size,
+                "max_seq_length": config.max_seq_length,
+                "padding": config.infer.padding,
+                "tokenizer": "fast" if config.infer.tokenizer == "auto" else config.infer.tokenizer,
+                "num_threads": config.device.threads,
+            },
+        },
+    )
+
+
+def fp32_predictions(config: Config, num_labels: int, texts: list[str], tokenizer: Tokenizer) -> np.ndarray:
+    """The same engine's FP32 predicted labels for `texts`, cached: a precision sweep computes them once."""
+    reference = replace(config, precision=PRECISIONS.create("fp32"))
+    model = prepare_model(reference, num_labels, tokenizer)
+    key = content_key(
+        model=model.identity(),
+        engine=config.engine.describe(),
+        texts=texts,
+        max_seq_length=config.max_seq_length,
+    )
+
+    def build(out: Path) -> None:
+        result = run_texts(reference, texts, tokenizer, open_engine(reference, model.path), "fp32 reference")
+        np.save(out / "predicted.npy", result.logits.argmax(axis=-1))
+
+    folder, _ = cached_artifact(Path(config.cache_dir), "fp32-predictions", key, build)
+    return np.load(folder / "predicted.npy")
+
+
+def write_predictions(path: Path, texts: list[str], result: InferenceResult, labels: list[str]) -> None:
+    atomic_write_text(path, "".join(prediction_lines([{"text": t} for t in texts], result.logits, labels)))

@@ -1,0 +1,1 @@
+"""A sweep: its Hydra callback (parent run, summary, winner) and the reports it writes."""

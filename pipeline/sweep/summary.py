@@ -1,0 +1,113 @@
+"""A sweep's summary from its job folders: summary.csv, summary.md and two plots."""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import yaml
+
+from pipeline.core.files import atomic_write_text
+from pipeline.core.job_folder import METRICS_FILE, job_name, job_overrides, job_status, read_json
+from pipeline.core.plots import new_figure, save_figure
+
+SUMMARY_COLUMNS = (
+    "job",
+    "overrides",
+    "status",
+    "accuracy",
+    "macro_f1",
+    "latency_ms",
+    "batch_latency_p95_ms",
+    "throughput_sps",
+    "e2e_ms",
+    "model_size_mb",
+    "agreement_vs_fp32",
+    "accuracy_delta_vs_fp32",
+    "error",
+)
+
+
+def _job_row(job_dir: Path) -> dict[str, object]:
+    row: dict[str, object] = {"job": job_dir.name, "overrides": job_name(job_overrides(job_dir))}
+    status = job_status(job_dir)
+    row["status"] = status.get("status", "UNKNOWN")
+    row["error"] = status.get("error", "")
+    if metrics := read_json(job_dir / METRICS_FILE):
+        # Every scalar metric: the summary shows SUMMARY_COLUMNS, a selection rule may use any.
+        row.update({k: v for k, v in metrics.items() if isinstance(v, int | float) and k not in row})
+    config_file = job_dir / ".hydra" / "config.yaml"
+    if config_file.is_file():
+        config = yaml.safe_load(config_file.read_text())
+        row["_batch_size"] = config.get("batch_size")
+        row["_precision"] = (config.get("precision") or {}).get("name")
+        row["_device"] = (config.get("device") or {}).get("name")
+        row["_max_seq_length"] = config.get("max_seq_length")
+    return row
+
+
+def sweep_rows(sweep_dir: Path) -> list[dict[str, object]]:
+    jobs = [p.parent.parent for p in Path(sweep_dir).glob("*/.hydra/overrides.yaml")]
+    return [_job_row(job) for job in sorted(jobs, key=lambda p: (len(p.name), p.name))]
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if abs(value) < 100 else f"{value:.1f}"
+    return str(value if value is not None else "")
+
+
+def write_sweep_summary(sweep_dir: Path) -> list[Path]:
+    """summary.csv, summary.md and plots in the sweep folder; returns the files written."""
+    sweep_dir = Path(sweep_dir)
+    rows = sweep_rows(sweep_dir)
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(sweep_dir / "summary.csv", buffer.getvalue())
+    header = "| " + " | ".join(SUMMARY_COLUMNS) + " |"
+    lines = [f"# Sweep {sweep_dir.name}", "", header, "|" + "---|" * len(SUMMARY_COLUMNS)]
+    lines += [
+        "| " + " | ".join(_cell(row.get(c)).replace("|", "/") for c in SUMMARY_COLUMNS) + " |" for row in rows
+    ]
+    counts = {status: sum(1 for r in rows if r["status"] == status) for status in {r["status"] for r in rows}}
+    lines += ["", "Jobs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
+    atomic_write_text(sweep_dir / "summary.md", "\n".join(lines) + "\n")
+    written = [sweep_dir / "summary.csv", sweep_dir / "summary.md"]
+    done = [r for r in rows if r["status"] == "FINISHED" and "latency_ms" in r]
+    if done:
+        written += _plots(done, sweep_dir)
+    return written
+
+
+def _plots(rows: list[dict[str, object]], sweep_dir: Path) -> list[Path]:
+    paths = []
+    figure, axes = new_figure(6, 4)
+
+    def series(row: dict[str, object]) -> tuple:
+        return (row.get("_device"), row.get("_precision"), row.get("_max_seq_length"))
+
+    for key in sorted({series(r) for r in rows}, key=str):
+        points = sorted((r["_batch_size"], r["latency_ms"]) for r in rows if series(r) == key)
+        label = f"{key[0]} {key[1]}, max_seq_length {key[2]}"
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
+    axes.set_xscale("log", base=2)
+    axes.set_xlabel("batch size")
+    axes.set_ylabel("model latency, ms/sample")
+    axes.set_title("Latency vs batch size")
+    axes.legend()
+    paths.append(sweep_dir / "latency_vs_batch_size.png")
+    save_figure(figure, paths[-1])
+
+    figure, axes = new_figure(6, 4)
+    for row in rows:
+        axes.scatter(row["latency_ms"], row["accuracy"])
+        axes.annotate(str(row["overrides"]) or "default", (row["latency_ms"], row["accuracy"]), fontsize=7)
+    axes.set_xlabel("model latency, ms/sample")
+    axes.set_ylabel("accuracy")
+    axes.set_title("Accuracy vs latency")
+    paths.append(sweep_dir / "accuracy_vs_latency.png")
+    save_figure(figure, paths[-1])
+    return paths

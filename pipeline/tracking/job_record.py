@@ -1,0 +1,197 @@
+"""A job folder -> its MLflow run: the one way a job reaches MLflow.
+
+Single runs, sweep jobs and `python -m pipeline.tracking resync` all call `log_job_folder`. It
+finds the folder's run by its `job_dir` tag (or creates it), logs what the run lacks (params,
+metrics, tags, the dataset, the model, artifacts) and gives it the job's status. A run left
+RUNNING or half-logged by a store that failed is completed, never duplicated; a second call
+changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from filelock import FileLock
+
+from pipeline.core.errors import TrackingError
+from pipeline.core.job_folder import (
+    ARTIFACT_FILES,
+    CONFIG_FILE,
+    JOB_FILE,
+    METRICS_FILE,
+    TRACKING_FILE,
+    job_name,
+    job_overrides,
+    job_status,
+    read_json,
+    write_json,
+)
+from pipeline.options.tracking import MlflowConfig
+from pipeline.tracking.models import log_job_model
+from pipeline.tracking.store import Store, TrackedRun, flatten
+
+# Every job's run names its output folder: resync finds it by that.
+JOB_DIR_TAG = "job_dir"
+SWEEP_TAG = "sweep"  # a sweep job's run names its sweep folder (its parent run is tagged sweep_dir)
+NOTE_TAG = "mlflow.note.content"  # the description the UI shows on the run's page
+_TERMINAL = ("FINISHED", "FAILED")
+
+
+@dataclass
+class JobFolder:
+    """What a job folder says about its job, read once."""
+
+    path: Path
+    status: str
+    error: str
+    config: dict[str, Any]
+    record: dict[str, Any]  # job.json
+    metrics: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, job_dir: Path) -> JobFolder:
+        path = Path(job_dir).absolute()
+        status = job_status(path)
+        if status["status"] not in _TERMINAL or not (path / CONFIG_FILE).is_file():
+            raise TrackingError(
+                f"{path}: not the folder of a job that ran to its end (status {status['status']}, "
+                f"{CONFIG_FILE} {'present' if (path / CONFIG_FILE).is_file() else 'missing'})"
+            )
+        config = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+        record = read_json(path / JOB_FILE) or {}
+        metrics = read_json(path / METRICS_FILE) or {}
+        return cls(path, status["status"], status.get("error", ""), config, record, metrics)
+
+    @property
+    def name(self) -> str:
+        return self.record.get("name") or job_name(job_overrides(self.path))
+
+    @property
+    def scalar_metrics(self) -> dict[str, float]:
+        values = {
+            k: float(v)
+            for k, v in self.metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool)
+        }
+        values |= {f"fused_ops.{op}": float(n) for op, n in (self.metrics.get("fused_ops") or {}).items()}
+        return values
+
+    def tags(self, sweep_dir: Path | None) -> dict[str, str]:
+        tags = {str(k): str(v) for k, v in (self.record.get("tags") or {}).items()}
+        tags[JOB_DIR_TAG] = str(self.path)
+        if self.error:
+            tags["error"] = self.error
+        if sweep_dir is not None:
+            tags[SWEEP_TAG] = str(sweep_dir)
+        tags[NOTE_TAG] = describe_job(self)
+        return tags
+
+
+def describe_job(job: JobFolder) -> str:
+    """One paragraph for the run's page: what ran and its headline result."""
+    what = job.record.get("model_name") or job.name
+    dataset = job.record.get("dataset") or {}
+    on = f" on {dataset['name']} ({dataset.get('rows', '?')} rows)" if dataset else ""
+    m = job.metrics
+    if job.status != "FINISHED":
+        result = f"It failed: {job.error or 'no error recorded'}."
+    elif job.record.get("mode") == "predict":
+        rate = f"{m.get('lines_per_s', 0):.0f} lines/s"
+        result = f"It wrote {m.get('rows', '?')} predictions at {rate} to {job.record.get('output')}."
+    else:
+        quality = (
+            "accuracy is chance (random weights)"
+            if (job.record.get("tags") or {}).get("accuracy_meaningful") == "false"
+            else f"accuracy {m.get('accuracy', 0):.2%}, macro-F1 {m.get('macro_f1', 0):.4f}"
+        )
+        result = (
+            f"Result: {quality}; model latency {m.get('latency_ms', 0):.3f} ms/sample, end to end "
+            f"{m.get('e2e_ms', 0):.3f} ms/sample; {m.get('agreement_vs_fp32', 1):.2%} of its predictions "
+            "agree with FP32's."
+        )
+    return f"{what}{on}. {result} Job folder: {job.path}"
+
+
+def sweep_of(job_dir: Path) -> Path | None:
+    """The sweep folder a job belongs to (Hydra writes its multirun.yaml there), or None."""
+    parent = Path(job_dir).absolute().parent
+    return parent if (parent / "multirun.yaml").is_file() else None
+
+
+def log_job_folder(job_dir: Path, cfg: MlflowConfig, parent_run_id: str | None = None) -> str:
+    """Makes `job_dir`'s run whole; returns its id. A lock in the folder keeps concurrent callers
+    (a job and a resync, two resyncs) from creating it twice."""
+    job = JobFolder.read(job_dir)
+    with FileLock(str(job.path / ".tracking.lock")):
+        try:
+            store = Store(cfg)
+            run_id = _log(job, store, parent_run_id)
+        except TrackingError as exc:
+            write_json(job.path / TRACKING_FILE, {"tracking_uri": cfg.tracking_uri, "error": str(exc)})
+            raise
+    state = {"tracking_uri": cfg.tracking_uri, "run_id": run_id, "runs_page": store.runs_page()}
+    write_json(job.path / TRACKING_FILE, state)
+    return run_id
+
+
+def _log(job: JobFolder, store: Store, parent_run_id: str | None) -> str:
+    found = store.find_run(JOB_DIR_TAG, str(job.path))
+    tags = job.tags(sweep_of(job.path))
+    if found is None:
+        run = store.run(store.create_run(job.name, tags, parent_run_id))
+        logged_params, logged_metrics, logged_tags, status, inputs = {}, {}, {}, "RUNNING", []
+    else:
+        run = store.run(found.info.run_id)
+        logged_params, logged_metrics = found.data.params, found.data.metrics
+        logged_tags, status = found.data.tags, found.info.status
+        inputs = [i.dataset.digest for i in (found.inputs.dataset_inputs if found.inputs else [])]
+        if parent_run_id and logged_tags.get("mlflow.parentRunId") != parent_run_id:
+            tags["mlflow.parentRunId"] = parent_run_id
+    if params := {k: v for k, v in flatten(job.config).items() if k not in logged_params}:
+        run.log_params(params)
+    if changed := {k: v for k, v in tags.items() if logged_tags.get(k) != v}:
+        run.set_tags(changed)
+    dataset = job.record.get("dataset")
+    if dataset and dataset["digest"] not in inputs:
+        run.log_input(
+            dataset["name"], dataset["digest"], dataset["path"], dataset["context"], dataset["rows"]
+        )
+    links = _metric_links(job, store, run.run_id)
+    if missing := {k: v for k, v in job.scalar_metrics.items() if k not in logged_metrics}:
+        run.log_metrics(missing, **links)
+    _log_artifacts(job, run)
+    if status != job.status:
+        run.end(job.status)
+    return run.run_id
+
+
+def _metric_links(job: JobFolder, store: Store, run_id: str) -> dict[str, str]:
+    """An evaluate job's metrics belong to its LoggedModel and its eval dataset (the Models tab)."""
+    links: dict[str, str] = {}
+    if dataset := job.record.get("dataset"):
+        links |= {"dataset_name": dataset["name"], "dataset_digest": dataset["digest"]}
+    if job.record.get("mode") == "evaluate" and job.status == "FINISHED" and job.record.get("model_name"):
+        model_tags = {
+            JOB_DIR_TAG: str(job.path),
+            "model_file": (job.record.get("model") or {}).get("path", ""),
+        }
+        links["model_id"] = log_job_model(store, run_id, job.record, job.config, model_tags)
+    return links
+
+
+def _log_artifacts(job: JobFolder, run: TrackedRun) -> None:
+    present = [name for name in ARTIFACT_FILES if (job.path / name).is_file()]
+    if not present:
+        return
+    logged = run.artifact_names()
+    for name in present:
+        if name not in logged:
+            run.log_artifact(job.path / name)
+
+
+def tracking_state(job_dir: Path) -> dict[str, Any]:
+    """tracking.json: {run_id} where the store took the job, {error} where it did not, {} before."""
+    return read_json(Path(job_dir) / TRACKING_FILE) or {}

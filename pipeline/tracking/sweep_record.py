@@ -1,0 +1,91 @@
+"""A sweep folder -> its MLflow parent run, as job folders become their runs (job_record.py).
+
+The sweep's Hydra callback writes sweep.json (what was swept, the outcome, the files to keep) and
+calls these; `resync SWEEP_DIR` calls them again from the folder alone. A sweep continued in its
+folder (a resumed Optuna search) keeps its one parent run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pipeline.core.job_folder import read_json
+from pipeline.options.tracking import MlflowConfig
+from pipeline.tracking.job_record import NOTE_TAG
+from pipeline.tracking.store import Store, flatten
+
+# The parent run's tag that jobs find it by: through the tracking store, so that a job on
+# another machine finds it too.
+SWEEP_DIR_TAG = "sweep_dir"
+SWEEP_FILE = "sweep.json"
+
+
+def sweep_folder(sweep_dir: str | Path) -> Path:
+    """The sweep folder as every job names it (the Ray launcher gives jobs this absolute path)."""
+    return Path(str(sweep_dir)).absolute()
+
+
+def parent_run_id(cfg: MlflowConfig, sweep_dir: str | Path) -> str | None:
+    """The sweep's parent run, for a job of that sweep to nest under."""
+    if not cfg.enabled:
+        return None
+    found = Store(cfg).find_run(SWEEP_DIR_TAG, str(sweep_folder(sweep_dir)))
+    return found.info.run_id if found else None
+
+
+def read_sweep_record(sweep_dir: Path) -> dict[str, Any]:
+    return read_json(sweep_folder(sweep_dir) / SWEEP_FILE) or {}
+
+
+def open_sweep_run(cfg: MlflowConfig, sweep_dir: Path, *, reopen: bool = False) -> tuple[str, bool]:
+    """(the parent run's id, whether it existed): found by its folder, or created RUNNING.
+    `reopen`: a sweep that goes on in its folder makes its ended parent RUNNING again."""
+    folder = sweep_folder(sweep_dir)
+    store = Store(cfg)
+    found = store.find_run(SWEEP_DIR_TAG, str(folder))
+    if found is not None:
+        if reopen and found.info.status != "RUNNING":
+            store.run(found.info.run_id).reopen()
+        return found.info.run_id, True
+    record = read_sweep_record(folder)
+    swept = " ".join(record.get("overrides") or [])
+    tags = {
+        **(record.get("tags") or {}),
+        SWEEP_DIR_TAG: str(folder),
+        "sweep_overrides": swept,
+        NOTE_TAG: record.get("note") or f"Sweep over `{swept}` in {folder}: running.",
+    }
+    run = store.run(store.create_run(f"sweep {folder.name}", tags))
+    run.log_params({"sweep.overrides": swept, "sweep.dir": str(folder)})
+    return run.run_id, False
+
+
+def log_sweep_folder(cfg: MlflowConfig, sweep_dir: Path, *, finished: bool = True) -> str:
+    """Makes the parent run whole from sweep.json: its tags, description, headline metrics and files;
+    FINISHED once the sweep has ended. Returns its id."""
+    folder = sweep_folder(sweep_dir)
+    run_id, _ = open_sweep_run(cfg, folder)
+    store = Store(cfg)
+    run = store.run(run_id)
+    record = read_sweep_record(folder)
+    logged = store.get_run(run_id)
+    tags = {k: str(v) for k, v in flatten(record.get("tags") or {}).items()}
+    if record.get("note"):
+        tags[NOTE_TAG] = record["note"]
+    if changed := {k: v for k, v in tags.items() if logged.data.tags.get(k) != v}:
+        run.set_tags(changed)
+    metrics = {k: float(v) for k, v in (record.get("metrics") or {}).items() if v is not None}
+    if changed_metrics := {k: v for k, v in metrics.items() if logged.data.metrics.get(k) != v}:
+        run.log_metrics(changed_metrics)
+    present = run.artifact_names()
+    for name in record.get("files") or []:
+        if (folder / name).is_file() and name not in present:
+            run.log_artifact(folder / name)
+    for name, table in (record.get("tables") or {}).items():
+        if name not in present:
+            with store.writing(f"log the table {name}"):
+                store.client.log_table(run_id, data=table, artifact_file=name)
+    if finished and logged.info.status != "FINISHED":
+        run.end("FINISHED")
+    return run_id
