@@ -32,8 +32,8 @@ class Outcome:
     config: Config | None = None
     error: str = ""
     metrics: dict = field(default_factory=dict)
-    ran: bool = False  # the stages started: the job has a run to record, whatever its status
     bug: BaseException | None = None  # an unexpected exception: a single run shows its traceback
+    tracking_error: TrackingError | None = None  # the store did not take the run; the files are kept
 
 
 def run_job(cfg: DictConfig) -> float | list[float] | None:
@@ -44,23 +44,19 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
     job_dir = Path(hydra.runtime.output_dir).absolute()
     multirun = hydra.mode == RunMode.MULTIRUN
     overrides = list(hydra.overrides.task)
-    outcome = _run(cfg, job_dir, overrides, multirun)
-    where = f" [host {platform.node()}]" if multirun and outcome.status == "FAILED" else ""
-    write_job_status(job_dir, outcome.status, outcome.error + where)
-    tracking_error = _track(outcome, job_dir, hydra.sweep.dir if multirun else None)
-    _report(outcome, job_name(overrides), job_dir, multirun, tracking_error)
-    if outcome.status != "FINISHED" or outcome.config is None:
-        return None
-    objectives = outcome.config.objectives
-    values = [float(outcome.metrics[n]) for n in objectives if n in outcome.metrics]
-    if len(values) != len(objectives):
-        missing = [n for n in objectives if n not in outcome.metrics]
-        print(f"error: objectives {missing} are not metrics of this job")
-        return None
-    return values[0] if len(values) == 1 else values
+    checked = _validated(cfg, multirun)
+    if isinstance(checked, Outcome):
+        write_job_status(job_dir, checked.status, checked.error)
+        outcome = checked
+    else:
+        sweep_dir = Path(hydra.sweep.dir).absolute() if multirun else None
+        outcome = execute(checked, job_dir, overrides, OmegaConf.to_yaml(cfg, resolve=True), sweep_dir)
+    _report(outcome, job_name(overrides), job_dir, multirun)
+    return _objectives(outcome)
 
 
-def _run(cfg: DictConfig, job_dir: Path, overrides: list[str], multirun: bool) -> Outcome:
+def _validated(cfg: DictConfig, multirun: bool) -> Config | Outcome:
+    """The config, or the outcome of a job that cannot run: FAILED, or SKIPPED in a sweep."""
     try:
         config = validate(cfg)
         if not multirun and config.mlflow.registered_model_name and config.engine.name != "onnxruntime":
@@ -68,20 +64,28 @@ def _run(cfg: DictConfig, job_dir: Path, overrides: list[str], multirun: bool) -
                 "mlflow.registered_model_name: the served model runs on ONNX Runtime; "
                 f"engine={config.engine.name} jobs are measured but not registered (use engine=onnxruntime)"
             )
-        reason = (
-            config.engine.unavailable_reason(config.device)
-            if multirun and config.skip_unavailable_device
-            else None
-        )
-        if reason:
-            return Outcome("SKIPPED", config, reason.split(";")[0].split(". ")[0])
     except UnsupportedCombination as exc:
         return Outcome("SKIPPED" if multirun else "FAILED", error=str(exc))
     except PipelineError as exc:
         return Outcome("FAILED", error=str(exc))
-    outcome = Outcome("FAILED", config, ran=True)
+    reason = (
+        config.engine.unavailable_reason(config.device)
+        if multirun and config.skip_unavailable_device
+        else None
+    )
+    if reason:
+        return Outcome("SKIPPED", config, reason.split(";")[0].split(". ")[0])
+    return config
+
+
+def execute(
+    config: Config, job_dir: Path, overrides: list[str], composed_yaml: str, sweep_dir: Path | None = None
+) -> Outcome:
+    """Runs a valid config's stages into `job_dir`, writes how the job ended, then logs the folder
+    as its MLflow run (nested under the sweep's parent run where `sweep_dir` has one)."""
+    outcome = Outcome("FAILED", config)
     try:
-        begin_record(config, job_dir, overrides, OmegaConf.to_yaml(cfg, resolve=True))
+        begin_record(config, job_dir, overrides, composed_yaml)
         run = predict_job if config.mode == "predict" else evaluate_job
         outcome.metrics = run(config, job_dir)
         outcome.status = "FINISHED"
@@ -90,35 +94,33 @@ def _run(cfg: DictConfig, job_dir: Path, overrides: list[str], multirun: bool) -
     except Exception as exc:
         outcome.error = f"{type(exc).__name__}: {exc}"
         outcome.bug = exc
-        if multirun:
+        if sweep_dir is not None:
             log.error("job %s failed:\n%s", job_dir.name, traceback.format_exc())
+    where = f" [host {platform.node()}]" if sweep_dir is not None and outcome.status == "FAILED" else ""
+    write_job_status(job_dir, outcome.status, outcome.error + where)
+    if config.mlflow.enabled:
+        outcome.tracking_error = _track(config, job_dir, sweep_dir, outcome.status)
     return outcome
 
 
-def _track(outcome: Outcome, job_dir: Path, sweep_dir: str | None) -> TrackingError | None:
-    """The job folder as its MLflow run; the store's failure is returned, not raised."""
-    config = outcome.config
-    if config is None or not outcome.ran or not config.mlflow.enabled:
-        return None
+def _track(config: Config, job_dir: Path, sweep_dir: Path | None, status: str) -> TrackingError | None:
     try:
         parent = parent_run_id(config.mlflow, sweep_dir) if sweep_dir else None
         if parent:
             update_job_record(job_dir, parent_run_id=parent)
         run_id = log_job_folder(job_dir, config.mlflow, parent)
-        if sweep_dir is None and config.mlflow.registered_model_name and outcome.status == "FINISHED":
+        name = config.mlflow.registered_model_name
+        if sweep_dir is None and name and status == "FINISHED":
             from pipeline.tracking.models import register_job_model
 
-            version = register_job_model(job_dir, config.mlflow, run_id, config.mlflow.registered_model_name)
-            name = config.mlflow.registered_model_name
+            version = register_job_model(job_dir, config.mlflow, run_id, name)
             print(f"registered {name} version {version}: models:/{name}/{version}")
     except TrackingError as exc:
         return exc
     return None
 
 
-def _report(
-    outcome: Outcome, name: str, job_dir: Path, multirun: bool, tracking_error: TrackingError | None
-) -> None:
+def _report(outcome: Outcome, name: str, job_dir: Path, multirun: bool) -> None:
     if outcome.status == "SKIPPED":
         print(f"skipped {name}: {outcome.error}")
         return
@@ -132,8 +134,8 @@ def _report(
     print(_result_line(outcome, name, job_dir))
     if multirun:
         return  # the sweep reports its store's failures once, at its end
-    if tracking_error is not None:
-        print(f"error: {tracking_error}; the job's files are in {job_dir}", file=sys.stderr)
+    if outcome.tracking_error is not None:
+        print(f"error: {outcome.tracking_error}; the job's files are in {job_dir}", file=sys.stderr)
         sys.exit(2)
     if page := tracking_state(job_dir).get("runs_page"):
         print(f"MLflow: {page}")
@@ -156,3 +158,15 @@ def _result_line(outcome: Outcome, name: str, job_dir: Path) -> str:
         f"{name}: {quality}  latency {m['latency_ms']:.3f} ms/sample  "
         f"e2e {m['e2e_ms']:.3f} ms/sample  ({m['n_samples']} samples) -> {job_dir}"
     )
+
+
+def _objectives(outcome: Outcome) -> float | list[float] | None:
+    if outcome.status != "FINISHED" or outcome.config is None:
+        return None
+    names = outcome.config.objectives
+    missing = [n for n in names if n not in outcome.metrics]
+    if missing:
+        print(f"error: objectives {missing} are not metrics of this job")
+        return None
+    values = [float(outcome.metrics[n]) for n in names]
+    return values[0] if len(values) == 1 else values

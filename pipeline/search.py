@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig
 
-from pipeline.precisions import PRECISIONS
+from pipeline.options.precisions import PRECISIONS
 
 if TYPE_CHECKING:
     import optuna

@@ -15,7 +15,7 @@ from pipeline.core.job_folder import METRICS_FILE, PREDICTIONS_FILE, update_job_
 from pipeline.core.tokenizer import Tokenizer
 from pipeline.options.config import Config
 from pipeline.options.precisions import PRECISIONS
-from pipeline.runner.record import dataset_record
+from pipeline.runner.record import add_tags, dataset_record
 from pipeline.stages.evaluate import compare_with_fp32, evaluate, write_class_reports
 from pipeline.stages.infer import InferenceResult, check_label_count, run_texts
 from pipeline.stages.predict import prediction_lines
@@ -55,6 +55,7 @@ def evaluate_job(config: Config, job_dir: Path) -> dict:
         ),
     )
     tokenizer, tokenizer_source = model_tokenizer(config.model, config.infer.tokenizer)
+    add_tags(job_dir, tokenizer=tokenizer_source)
     model = prepare_model(config, len(data.labels), tokenizer)
     check_vocabulary(config, model, tokenizer, tokenizer_source)
     record_model(config, job_dir, model, tokenizer_source, data.folder / "label.txt")

@@ -14,7 +14,7 @@ from pipeline.core.data import dataset_dir, read_labels
 from pipeline.core.files import atomic_write_text
 from pipeline.core.job_folder import METRICS_FILE, update_job_record
 from pipeline.options.config import Config
-from pipeline.runner.record import dataset_record
+from pipeline.runner.record import add_tags, dataset_record
 from pipeline.stages.predict import (
     Chunk,
     InputPlan,
@@ -56,6 +56,7 @@ def predict_job(config: Config, job_dir: Path) -> dict:
         dataset=dataset_record(f"predict/{plan.path.name}", plan.path, "predict", plan.n_lines),
     )
     tokenizer, tokenizer_source = model_tokenizer(config.model, config.infer.tokenizer)
+    add_tags(job_dir, tokenizer=tokenizer_source)
     model = prepare_model(config, len(labels), tokenizer)
     check_vocabulary(config, model, tokenizer, tokenizer_source)
     spec = PredictorSpec(model.path, tokenizer_source, config, labels)

@@ -7,7 +7,7 @@ from typing import Any
 
 from pipeline.core.environment import environment_tags
 from pipeline.core.files import atomic_write_text, file_digest
-from pipeline.core.job_folder import CONFIG_FILE, job_name, update_job_record
+from pipeline.core.job_folder import CONFIG_FILE, JOB_FILE, job_name, read_json, update_job_record
 from pipeline.options.config import Config
 
 
@@ -32,6 +32,12 @@ def begin_record(config: Config, job_dir: Path, overrides: list[str], composed_y
         tags=tags,
         model_name=model_name(config, overrides),
     )
+
+
+def add_tags(job_dir: Path, **tags: str) -> None:
+    """Tags the job learns as it runs (e.g. the tokenizer it could load)."""
+    record = read_json(job_dir / JOB_FILE) or {}
+    update_job_record(job_dir, tags={**(record.get("tags") or {}), **tags})
 
 
 def model_name(config: Config, overrides: list[str]) -> str:

@@ -9,6 +9,7 @@ changes nothing.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from pipeline.core.job_folder import (
     CONFIG_FILE,
     JOB_FILE,
     METRICS_FILE,
+    PER_CLASS_TABLE,
     TRACKING_FILE,
     job_name,
     job_overrides,
@@ -31,12 +33,11 @@ from pipeline.core.job_folder import (
 )
 from pipeline.options.tracking import MlflowConfig
 from pipeline.tracking.models import log_job_model
-from pipeline.tracking.store import Store, TrackedRun, flatten
+from pipeline.tracking.store import NOTE_TAG, Store, TrackedRun, flatten
 
 # Every job's run names its output folder: resync finds it by that.
 JOB_DIR_TAG = "job_dir"
 SWEEP_TAG = "sweep"  # a sweep job's run names its sweep folder (its parent run is tagged sweep_dir)
-NOTE_TAG = "mlflow.note.content"  # the description the UI shows on the run's page
 _TERMINAL = ("FINISHED", "FAILED")
 
 
@@ -184,12 +185,15 @@ def _metric_links(job: JobFolder, store: Store, run_id: str) -> dict[str, str]:
 
 def _log_artifacts(job: JobFolder, run: TrackedRun) -> None:
     present = [name for name in ARTIFACT_FILES if (job.path / name).is_file()]
-    if not present:
+    table = job.path / PER_CLASS_TABLE
+    if not present and not table.is_file():
         return
     logged = run.artifact_names()
     for name in present:
         if name not in logged:
             run.log_artifact(job.path / name)
+    if table.is_file() and PER_CLASS_TABLE not in logged:
+        run.log_table(json.loads(table.read_text(encoding="utf-8")), PER_CLASS_TABLE)
 
 
 def tracking_state(job_dir: Path) -> dict[str, Any]:

@@ -16,10 +16,10 @@ from typing import Any
 from filelock import FileLock
 
 from pipeline import PROJECT_ROOT
-from pipeline.cache import installed_version
-from pipeline.errors import TrackingError
+from pipeline.core.cache import installed_version
+from pipeline.core.errors import TrackingError
+from pipeline.options.tracking import MlflowConfig, sqlite_database
 from pipeline.tracking.run_process import RunProcess
-from pipeline.tracking.settings import MlflowConfig, sqlite_database
 
 log = logging.getLogger(__name__)
 # Every job's run names its output folder: `python -m pipeline.tracking resync` finds it by that.
@@ -125,14 +125,49 @@ def _artifact_location(cfg: MlflowConfig) -> str | None:
     return (database.parent / "mlartifacts" / cfg.experiment_name).resolve().as_uri()
 
 
+class CredentialsRefused(TrackingError):
+    """A tracking server with accounts refused the request: no or wrong credentials (401), or a user
+    without permission for it (403)."""
+
+
+_CREDENTIALS_HELP = "set MLFLOW_TRACKING_USERNAME/MLFLOW_TRACKING_PASSWORD (or ~/.mlflow/credentials)"
+
+
+def _refusal(tracking_uri: str, exc: Exception) -> int | None:
+    """401 or 403 where a tracking server refused the request; MLflow's REST calls raise an
+    MlflowException that knows its status, its artifact uploads a requests.HTTPError."""
+    if not tracking_uri.startswith(("http://", "https://")):
+        return None
+    status_of = getattr(exc, "get_http_status_code", None)
+    response = getattr(exc, "response", None)
+    status = status_of() if callable(status_of) else getattr(response, "status_code", None)
+    return status if status in (401, 403) else None
+
+
+def _refused(tracking_uri: str, what: str, status: int) -> CredentialsRefused:
+    from mlflow.utils.credentials import read_mlflow_creds
+
+    user = read_mlflow_creds().username
+    if status == 403:
+        why = f"user {user!r} may not {what} (403 permission denied); an admin of the server can grant it"
+    elif user:
+        why = f"the credentials of user {user!r} were refused (401); {_CREDENTIALS_HELP}"
+    else:
+        why = f"it asks for credentials and none are set (401); {_CREDENTIALS_HELP}"
+    return CredentialsRefused(f"MLflow tracking server {tracking_uri}: {why}")
+
+
 @contextmanager
 def store_errors(tracking_uri: str, what: str) -> Iterator[None]:
-    """Any failure of the tracking store (server gone, database locked or read-only) as one TrackingError."""
+    """Any failure of the tracking store (server gone, database locked or read-only, credentials
+    refused) as one TrackingError."""
     try:
         yield
     except TrackingError:
         raise
     except Exception as exc:  # MLflow, SQLAlchemy and requests raise many types for the same event
+        if (status := _refusal(tracking_uri, exc)) is not None:
+            raise _refused(tracking_uri, what, status) from None
         detail = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
         raise TrackingError(f"MLflow tracking store {tracking_uri}: could not {what} ({detail})") from None
 
@@ -144,7 +179,11 @@ def _check_server(tracking_uri: str) -> None:
     for key, value in _HTTP_DEFAULTS.items():
         os.environ.setdefault(key, value)
     try:
-        requests.get(tracking_uri.rstrip("/") + "/health", timeout=_PROBE_SECONDS).raise_for_status()
+        response = requests.get(tracking_uri.rstrip("/") + "/health", timeout=_PROBE_SECONDS)
+        # MLflow's accounts leave /health open; a proxy that does not has answered all the same, and
+        # the API calls, which send the credentials, say whether it takes them.
+        if response.status_code not in (401, 403):
+            response.raise_for_status()
     except requests.RequestException as exc:
         reason = type(exc).__name__ if isinstance(exc, requests.ConnectionError | requests.Timeout) else exc
         raise TrackingError(

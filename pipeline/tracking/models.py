@@ -16,9 +16,10 @@ from pipeline.core.data import read_labels
 from pipeline.core.errors import TrackingError
 from pipeline.core.job_folder import JOB_FILE, read_json
 from pipeline.options.tracking import MlflowConfig
-from pipeline.tracking.store import Store, store_errors
+from pipeline.tracking.store import NOTE_TAG, Store, store_errors
 
 CHAMPION = "champion"
+EXTERNAL_TAG = "mlflow.model.isExternal"  # what mlflow.create_external_model sets
 CLASSIFIER_CODE = PROJECT_ROOT / "pipeline" / "serving" / "classifier.py"
 # What the served model imports: the pipeline's core (tokenizer, runtime, infer), not paddle.
 SERVING_REQUIREMENTS = (
@@ -71,10 +72,24 @@ def find_job_model(store: Store, run_id: str) -> Any | None:
 def log_job_model(
     store: Store, run_id: str, job: dict[str, Any], config: dict[str, Any], tags: dict[str, str]
 ) -> str:
-    """The job's LoggedModel (`job`: its job.json), created once: params, tags, its run; READY."""
+    """The job's LoggedModel (`job`: its job.json), created once: params, tags, its run; READY.
+
+    It refers to the job's files instead of copying them (measured: 11 ms either way, but 0.6 KB
+    instead of a copy of the model per job): a stub MLmodel makes it registrable, and registering
+    it logs the servable files into it (`register_job_model`).
+    """
     if (existing := find_job_model(store, run_id)) is not None:
         return existing.model_id
+    from mlflow.entities import LoggedModelOutput
+    from mlflow.models.model import MLMODEL_FILE_NAME
+    from mlflow.models.utils import get_external_mlflow_model_spec
+
     threads = ((job.get("model") or {}).get("settings") or {}).get("num_threads")
+    model_file = (job.get("model") or {}).get("path", "")
+    description = (
+        f"{job['model_name']}: the model file {model_file}, run by job {tags.get('job_dir', '')}. "
+        "Its files stay in the job's cache and folder; registering it copies the servable ones in."
+    )
     with store.writing(f"log the model of run {run_id}"):
         model = store.client.create_logged_model(
             store.experiment_id,
@@ -82,9 +97,14 @@ def log_job_model(
             name=re.sub(r"""[/:.%"']""", "_", job["model_name"]),
             source_run_id=run_id,
             params=model_params(config, threads),
-            tags=tags,
+            tags={**tags, EXTERNAL_TAG: "true", NOTE_TAG: description},
+            model_type="onnx-text-classifier",
         )
+        with tempfile.TemporaryDirectory(prefix="model-stub-") as stub:
+            get_external_mlflow_model_spec(model).save(str(Path(stub) / MLMODEL_FILE_NAME))
+            store.client.log_model_artifacts(model.model_id, stub)
         store.client.finalize_logged_model(model.model_id, "READY")
+        store.client.log_outputs(run_id, [LoggedModelOutput(model.model_id, step=0)])
     return model.model_id
 
 
@@ -110,8 +130,8 @@ def _signature(labels: list[str]) -> Any:
     )
 
 
-def log_servable_files(store: Store, run_id: str, model_id: str, job_dir: Path) -> None:
-    """The pyfunc model's files (ONNX model, tokenizer, labels, settings) logged into `model_id`."""
+def log_servable_files(store: Store, model_id: str, job_dir: Path) -> None:
+    """The pyfunc model's files (ONNX model, tokenizer, labels, settings, the code) into `model_id`."""
     import mlflow
 
     served = (read_json(Path(job_dir) / JOB_FILE) or {}).get("model") or {}
@@ -124,23 +144,24 @@ def log_servable_files(store: Store, run_id: str, model_id: str, job_dir: Path) 
     with tempfile.TemporaryDirectory(prefix="served-model-") as work:
         settings_file = Path(work) / "settings.json"
         settings_file.write_text(json.dumps(served["settings"], indent=2) + "\n", encoding="utf-8")
-        artifacts = {
-            "model": served["path"],
-            "tokenizer": served["tokenizer"],
-            "labels": str(label_file),
-            "settings": str(settings_file),
-        }
-        mlflow.set_tracking_uri(store.uri)
-        with store_errors(store.uri, "log the served model"), mlflow.start_run(run_id=run_id):
-            mlflow.pyfunc.log_model(
+        saved = Path(work) / "model"
+        with store_errors(store.uri, "build the served model"):
+            mlflow.pyfunc.save_model(
+                str(saved),
                 python_model=str(CLASSIFIER_CODE),
-                artifacts=artifacts,
+                artifacts={
+                    "model": served["path"],
+                    "tokenizer": served["tokenizer"],
+                    "labels": str(label_file),
+                    "settings": str(settings_file),
+                },
                 code_paths=[str(PROJECT_ROOT / "pipeline")],
                 pip_requirements=serving_requirements(),
                 signature=_signature(read_labels(label_file.parent, label_file.name)),
                 input_example=["很好用", "太差了"],
-                model_id=model_id,
             )
+        with store.writing(f"upload the served files of model {model_id}"):
+            store.client.log_model_artifacts(model_id, str(saved))
 
 
 def register_job_model(
@@ -154,10 +175,10 @@ def register_job_model(
     model = find_job_model(store, run_id)
     if model is None:
         raise TrackingError(f"run {run_id} ({job_dir}) has no logged model to register")
-    with store.writing(f"read the files of model {model.model_id}"):
-        has_files = any(a.path == "MLmodel" for a in store.client.list_logged_model_artifacts(model.model_id))
-    if not has_files:
-        log_servable_files(store, run_id, model.model_id, job_dir)
+    if model.tags.get(EXTERNAL_TAG) == "true":
+        log_servable_files(store, model.model_id, job_dir)
+        with store.writing(f"mark model {model.model_id} servable"):
+            store.client.set_logged_model_tags(model.model_id, {EXTERNAL_TAG: "false"})
     mlflow.set_tracking_uri(store.uri)
     with store_errors(store.uri, f"register model {model.model_id} as {name}"):
         version = mlflow.register_model(f"models:/{model.model_id}", name)

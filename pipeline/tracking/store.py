@@ -3,6 +3,7 @@ run), every failure one TrackingError that says what could not be done and why."
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -29,6 +30,7 @@ _HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
 _PROBE_SECONDS = 5
+NOTE_TAG = "mlflow.note.content"  # the description the UI shows (experiment, run, model)
 GLOSSARY = """Each run is one job of the ERNIE -> ONNX pipeline (convert, optimize, infer, evaluate); a
 sweep is a parent run with one child run per job. Every evaluate job is also a model in the Models tab.
 
@@ -47,9 +49,30 @@ Metrics:
 - Sweep parent runs: jobs, jobs_failed, jobs_skipped, best_accuracy, best_latency_ms, and the winner's
   accuracy, latency and e2e (winner_*): the rule that picks it is in its description and selection.md.
 - Predict runs: rows, input_lines, skipped_lines, parts, wall_s, lines_per_s, peak_rss_mb."""
+# The runs table's columns, as a view stored in the experiment that every link opens: sorted by start
+# time, so that sweeps keep their children nested under them.
+VIEW_KEY = "ernie"
+RUNS_VIEW = {
+    "selectedColumns": [
+        "attributes.`Dataset`",
+        "attributes.`Models`",
+        *(
+            f"metrics.`{name}`"
+            for name in ("accuracy", "macro_f1", "latency_ms", "e2e_ms", "agreement_vs_fp32", "model_size_mb")
+        ),
+        *(f"params.`{name}`" for name in ("precision.name", "engine.name", "batch_size", "max_seq_length")),
+    ],
+    "orderByKey": "attributes.start_time",
+    "orderByAsc": False,
+    "searchFilter": "",
+}
 # The experiment opens on the runs table ("Model training") once MLflow honours mlflow.experimentKind
 # (mlflow issue #24498); until then every link carries ?workflowType=machine_learning.
-EXPERIMENT_TAGS = {"mlflow.experimentKind": "custom_model_development", "mlflow.note.content": GLOSSARY}
+EXPERIMENT_TAGS = {
+    "mlflow.experimentKind": "custom_model_development",
+    NOTE_TAG: GLOSSARY,
+    f"mlflow.sharedViewState.{VIEW_KEY}": json.dumps(RUNS_VIEW),
+}
 
 
 def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
@@ -225,8 +248,10 @@ class Store:
 
 
 def runs_page(tracking_uri: str, experiment_id: str) -> str:
+    """The experiment's runs table with the project's columns (for SQLite: where `make mlflow-ui` serves it)."""
     where = tracking_uri.rstrip("/") if is_server(tracking_uri) else "http://127.0.0.1:5000"
-    return f"{where}/#/experiments/{experiment_id}/runs?workflowType=machine_learning"
+    view = f"workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
+    return f"{where}/#/experiments/{experiment_id}/runs?{view}"
 
 
 class TrackedRun:
@@ -265,8 +290,6 @@ class TrackedRun:
 
     def log_input(self, name: str, digest: str, path: str, context: str, rows: int) -> None:
         """A dataset the run read (the runs table's Dataset column): named, hashed, where it lies."""
-        import json
-
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
         source = json.dumps({"uri": Path(path).absolute().as_uri()})
@@ -275,6 +298,16 @@ class TrackedRun:
         tags = [InputTag("mlflow.data.context", context)]
         with self._writing(f"log the input {name}"):
             self.store.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
+
+    def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
+        """Rows as a table the UI's artifact view shows as a grid."""
+        columns = list(rows[0]) if rows else []
+        with self._writing(f"log the table {artifact_file}"):
+            self.store.client.log_table(
+                self.run_id,
+                data={c: [row.get(c) for row in rows] for c in columns},
+                artifact_file=artifact_file,
+            )
 
     def artifact_names(self) -> set[str]:
         with self._writing("list the artifacts"):

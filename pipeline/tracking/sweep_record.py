@@ -12,8 +12,7 @@ from typing import Any
 
 from pipeline.core.job_folder import read_json
 from pipeline.options.tracking import MlflowConfig
-from pipeline.tracking.job_record import NOTE_TAG
-from pipeline.tracking.store import Store, flatten
+from pipeline.tracking.store import NOTE_TAG, Store, flatten
 
 # The parent run's tag that jobs find it by: through the tracking store, so that a job on
 # another machine finds it too.

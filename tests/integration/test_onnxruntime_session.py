@@ -48,7 +48,7 @@ def test_session_options_are_applied(tiny_model: Path, tmp_path: Path) -> None:
 def test_gpu_session_with_io_binding_matches_cpu(tiny_model: Path, tmp_path: Path) -> None:
     model = convert(tiny_model / "export" / "float32", ConvertConfig(), tmp_path)
     ids = np.array([[1, 50, 60, 2], [1, 70, 2, 0]], dtype=np.int64)
-    cpu = OnnxRuntimeSession(model, CpuDevice(num_threads=1))
+    cpu = OnnxRuntimeSession(model, SessionSettings(threads=1))
     gpu = OnnxRuntimeSession(model, GpuDevice(num_threads=1, io_binding=True))
     assert "CUDAExecutionProvider" in gpu.session.get_providers()
     np.testing.assert_allclose(gpu.run(gpu.feed(ids, 0)), cpu.run(cpu.feed(ids, 0)), atol=1e-3)

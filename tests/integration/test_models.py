@@ -11,19 +11,19 @@ import mlflow
 import numpy as np
 import pytest
 
+from pipeline import DEMO_MODEL_DIR, PROJECT_ROOT
 from pipeline.core.data import read_labels, read_split
 from pipeline.core.errors import ConfigError, ModelError
 from pipeline.core.tokenizer import load_tokenizer
-from pipeline.options.config import DEMO_MODEL_DIR, PROJECT_ROOT, ConvertConfig, compose_config
-from pipeline.options.devices import CpuDevice
+from pipeline.options.config import ConvertConfig, compose_config
+from pipeline.options.precisions.fp32 import Fp32Precision
 from pipeline.runtimes.base import graph_input_names
 from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
-from pipeline.options.precisions.fp32 import Fp32Precision
-from pipeline.runner import run_experiment
 from pipeline.stages.convert import convert
 from pipeline.stages.export import build_random, export_checkpoint, export_random, load_checkpoint
 from pipeline.stages.infer import pad_batch, run_inference
 from pipeline.stages.optimize import optimize
+from tests.helpers.jobs import evaluate_in_process
 
 SEED_MODELS = [
     "ernie-1.0-large-zh-cw",
@@ -143,7 +143,7 @@ def test_exported_checkpoint_predicts_as_the_dynamic_model(
     texts = read_split(demo_data_dir, "dev", read_labels(demo_data_dir)).texts[:64]
     tokenizer = load_tokenizer(str(tiny_model / "tokenizer"))
     encoded = tokenizer.encode(texts, 128)
-    engine = OnnxRuntimeSession(convert(prefix, ConvertConfig(), cache_dir), CpuDevice())
+    engine = OnnxRuntimeSession(convert(prefix, ConvertConfig(), cache_dir), SessionSettings())
     onnx = run_inference(engine, encoded, batch_size=16).logits
 
     dynamic = load_checkpoint(str(tiny_model / "checkpoint"), model.architecture, num_labels=2)
@@ -158,7 +158,7 @@ def test_task_type_and_attention_mask_inputs_are_fed(cache_dir: Path) -> None:
     model = compose_config("model=ernie-3.0-nano-zh", "model.weights=random", inputs, *SMALL_ERNIE_M).model
     prefix = export_random(model, num_labels=3, pad_id=0, cache_dir=cache_dir)
     onnx_path = convert(prefix, ConvertConfig(), cache_dir)
-    engine = OnnxRuntimeSession(onnx_path, CpuDevice())
+    engine = OnnxRuntimeSession(onnx_path, SessionSettings())
     assert engine.input_names == ["input_ids", "token_type_ids", "task_type_ids", "attention_mask"]
     ids = pad_batch([[1, 50, 60, 70, 2], [1, 80, 2]], 0)
     onnx = engine.run(engine.feed(ids, pad_id=0))
@@ -173,7 +173,7 @@ def test_task_type_and_attention_mask_inputs_are_fed(cache_dir: Path) -> None:
     # Fusion builds the Attention kernels' mask from that input and keeps both behaviours.
     fused = optimize(onnx_path, Fp32Precision(), fusion=True, cache_dir=cache_dir)
     assert fused.fused_ops["Attention"] == model.architecture.layers
-    fused_engine = OnnxRuntimeSession(fused.path, CpuDevice())
+    fused_engine = OnnxRuntimeSession(fused.path, SessionSettings())
     np.testing.assert_allclose(fused_engine.run(fused_engine.feed(ids, pad_id=0)), onnx, atol=1e-4)
     all_ones = {**fused_engine.feed(ids, pad_id=0), "attention_mask": np.ones_like(ids)}
     fused_unmasked = fused_engine.run(all_ones)
@@ -215,7 +215,7 @@ def test_architecture_with_random_weights_runs_end_to_end(
         f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
         "mlflow.experiment_name=architectures",
     )
-    metrics = run_experiment(config, tmp_path / "job", "", name)
+    metrics = evaluate_in_process(config, tmp_path / "job")
     assert metrics["n_samples"] == 64 and metrics["latency_ms"] > 0
     assert len((tmp_path / "job" / "predictions.jsonl").read_text().splitlines()) == 8
     onnx = convert(export_random(config.model, 2, pad_id=0, cache_dir=cache_dir), ConvertConfig(), cache_dir)

@@ -13,7 +13,6 @@ from pipeline.core.data import read_labels, read_split
 from pipeline.core.tokenizer import load_tokenizer
 from pipeline.demo.model import TrainConfig, build_vocab, main, pretrain_mlm
 from pipeline.options.config import DEMO_MODEL_DIR, ConvertConfig
-from pipeline.options.devices import CpuDevice
 from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
 from pipeline.stages.convert import convert
 from pipeline.stages.infer import run_inference
@@ -75,7 +74,7 @@ def test_committed_demo_model_scores_as_recorded_through_onnx(cache_dir: Path, d
     split = read_split(demo_data_dir, "dev", read_labels(demo_data_dir))
     encoded = load_tokenizer(str(demo / "tokenizer")).encode(split.texts, 128)
     engine = OnnxRuntimeSession(
-        convert(demo / "export" / "float32", ConvertConfig(), cache_dir), CpuDevice(num_threads=2)
+        convert(demo / "export" / "float32", ConvertConfig(), cache_dir), SessionSettings(threads=2)
     )
     logits = run_inference(engine, encoded, batch_size=64).logits
     accuracy = float(np.mean(logits.argmax(-1) == np.asarray(split.label_ids)))

@@ -15,11 +15,10 @@ from pipeline.core.data import read_labels, read_split
 from pipeline.core.errors import DatasetError, ModelError
 from pipeline.core.tokenizer import load_tokenizer
 from pipeline.options.config import Config, ConvertConfig, DatasetConfig, MlflowConfig, compose_config
-from pipeline.options.devices import CpuDevice
 from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
-from pipeline.runner import run_experiment
 from pipeline.stages.convert import convert, find_model_files
 from pipeline.stages.infer import plan_batches, run_inference
+from tests.helpers.jobs import evaluate_in_process
 
 
 def make_config(model_dir: Path, cache_dir: Path, tmp_path: Path, **changes) -> Config:
@@ -39,7 +38,7 @@ def test_run_experiment_writes_metrics_predictions_and_mlflow_run(
 ) -> None:
     config = make_config(tiny_model, cache_dir, tmp_path)
     out = tmp_path / "job"
-    metrics = run_experiment(config, out, "composed: yes\n", "test-run")
+    metrics = evaluate_in_process(config, out)
 
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
@@ -103,7 +102,7 @@ def test_sorted_batches_give_the_same_logits_in_input_order(
     texts = split.texts[:200]
     encoded = load_tokenizer(str(tiny_model / "tokenizer")).encode(texts, 128)
     engine = OnnxRuntimeSession(
-        convert(tiny_model / "export" / "float32", ConvertConfig(), tmp_path), CpuDevice()
+        convert(tiny_model / "export" / "float32", ConvertConfig(), tmp_path), SessionSettings()
     )
     plain = run_inference(engine, encoded, batch_size=1, sort_by_length=False)
     sorted_padded = run_inference(engine, encoded, batch_size=16, sort_by_length=True)
@@ -148,7 +147,7 @@ def test_label_count_mismatch_is_explained(tiny_model: Path, cache_dir: Path, tm
     (data / "data.txt").write_text("很好\n")
     config = make_config(tiny_model, cache_dir, tmp_path, dataset=DatasetConfig(name="mine", dir=str(data)))
     with pytest.raises(ModelError, match=r"outputs 2 classes but .*label\.txt lists 3 labels"):
-        run_experiment(config, tmp_path / "job", "", "mismatch")
+        evaluate_in_process(config, tmp_path / "job")
     client = mlflow.MlflowClient(config.mlflow.tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("pipeline-test").experiment_id])
     assert run.info.status == "FAILED" and "label.txt lists 3 labels" in run.data.tags["error"]
@@ -163,4 +162,4 @@ def test_missing_dataset_folder(tiny_model: Path, cache_dir: Path, tmp_path: Pat
         mlflow=MlflowConfig(enabled=False),
     )
     with pytest.raises(DatasetError, match="nowhere: dataset folder not found"):
-        run_experiment(config, tmp_path / "job", "", "missing")
+        evaluate_in_process(config, tmp_path / "job")

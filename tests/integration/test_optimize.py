@@ -13,11 +13,10 @@ from onnxconverter_common import float16
 from pipeline.core.data import read_labels, read_split
 from pipeline.core.tokenizer import load_tokenizer
 from pipeline.options.config import DEMO_MODEL_DIR, ConvertConfig
-from pipeline.options.devices import CpuDevice
-from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
 from pipeline.options.precisions.fp16 import Fp16Precision, align_cast_types
 from pipeline.options.precisions.fp32 import Fp32Precision
 from pipeline.options.precisions.int8 import Int8Precision, QuantizationConfig
+from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
 from pipeline.stages.convert import convert
 from pipeline.stages.fusion import fuse_attention
 from pipeline.stages.infer import run_inference
@@ -36,7 +35,7 @@ def dev_encoded(demo_data_dir: Path):
 
 
 def predict(model_path: Path, encoded, batch_size: int = 64) -> np.ndarray:
-    return run_inference(OnnxRuntimeSession(model_path, CpuDevice(num_threads=2)), encoded, batch_size).logits
+    return run_inference(OnnxRuntimeSession(model_path, SessionSettings(threads=2)), encoded, batch_size).logits
 
 
 def random_feed(vocab: int, seed: int = 0) -> dict[str, np.ndarray]:

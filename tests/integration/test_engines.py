@@ -4,23 +4,16 @@ stays light."""
 
 from __future__ import annotations
 
-import csv
 import importlib.util
-import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
-import mlflow
 import pytest
 
 from pipeline.core.cpu import cpu_flags
 from pipeline.core.errors import UnsupportedCombination
-from pipeline.options.config import PROJECT_ROOT, compose_config
-from pipeline.runner import run_experiment
-from tests.conftest import RunCli
+from pipeline.options.config import compose_config
+from tests.helpers.jobs import evaluate_in_process
 
 HAS_OPENVINO = importlib.util.find_spec("openvino") is not None
 HAS_BF16 = bool(cpu_flags() & {"avx512_bf16", "amx_bf16"})
@@ -42,7 +35,7 @@ def tiny_config(tiny_model: Path, cache_dir: Path, tmp_path: Path, *overrides: s
 
 def evaluate(tiny_model: Path, cache_dir: Path, tmp_path: Path, *overrides: str) -> dict:
     config = tiny_config(tiny_model, cache_dir, tmp_path, *overrides)
-    return run_experiment(config, tmp_path / "-".join(overrides).replace("=", "_"), "", "test")
+    return evaluate_in_process(config, tmp_path / "-".join(overrides).replace("=", "_"), *overrides)
 
 
 @pytest.mark.parametrize(
@@ -106,12 +99,12 @@ def test_static_int8_calibrates_with_histograms(
 def test_static_int8_is_cached_by_its_calibration_data(
     tiny_model: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
-    from pipeline.runner import prepare_model, serving_tokenizer
+    from pipeline.stages.prepare import model_tokenizer, prepare_model
 
     config = tiny_config(
         tiny_model, cache_dir, tmp_path, "precision=int8_static", "precision.calibration_samples=32"
     )
-    tokenizer, _ = serving_tokenizer(config.model, config.infer.tokenizer)
+    tokenizer, _ = model_tokenizer(config.model, config.infer.tokenizer)
     first = prepare_model(config, 2, tokenizer).path
     assert prepare_model(config, 2, tokenizer).path == first
     other = replace(config, precision=replace(config.precision, calibration_samples=48))
@@ -138,60 +131,3 @@ def test_invalid_combinations_are_one_config_error(overrides: list[str], message
 def test_bf16_without_native_support_names_what_the_cpu_lacks() -> None:
     with pytest.raises(UnsupportedCombination, match="this CPU has neither avx512_bf16 nor amx_bf16"):
         compose_config("engine=paddle_inference", "precision=bf16")
-
-
-@pytest.mark.slow
-def test_invalid_combination_is_skipped_in_a_sweep(
-    run_cli: RunCli, user_overrides: list[str], tmp_path: Path
-) -> None:
-    result = run_cli(
-        "-m",
-        *user_overrides,
-        "engine=onnxruntime,paddle_inference",
-        "precision=int8_static",
-        "precision.calibration_samples=32",
-        "infer.predict_data=false",
-        "hydra.sweep.dir=sweep",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "skipped engine=paddle_inference,precision=int8_static" in result.stdout
-    statuses = {
-        r["overrides"].split(",")[0]: r["status"]
-        for r in csv.DictReader((tmp_path / "sweep" / "summary.csv").open())
-    }
-    assert statuses == {"engine=onnxruntime": "FINISHED", "engine=paddle_inference": "SKIPPED"}
-
-
-def test_a_cached_run_imports_no_paddle_and_leaves_mlflow_to_its_helper(
-    user_overrides: list[str], cache_dir: Path, tmp_path: Path
-) -> None:
-    """Nothing is converted in a cached run, so neither paddle, paddle2onnx nor snownlp is
-    imported; MLflow is imported by the helper process that logs the run, not by the job."""
-    heavy = ("paddle", "paddle2onnx", "paddlenlp", "snownlp", "mlflow", "matplotlib.pyplot")
-    probe = (
-        "import runpy, sys\n"
-        f"sys.argv = ['run.py', *sys.argv[1:]]\n"
-        f"runpy.run_path({str(PROJECT_ROOT / 'run.py')!r}, run_name='__main__')\n"
-        f"print('IMPORTED', sorted(m for m in {heavy!r} if m in sys.modules))\n"
-    )
-    env = {**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir)}
-    for job in ("first", "cached"):  # the first run may convert; the second is the cached one
-        result = subprocess.run(
-            [sys.executable, "-c", probe, *user_overrides, f"hydra.run.dir={job}"],
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            env=env,
-        )
-        assert result.returncode == 0, result.stderr[-3000:]
-    assert "IMPORTED []" in result.stdout, result.stdout[-500:]
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    runs = client.search_runs([client.get_experiment_by_name("cli-test").experiment_id])
-    logged = {run.data.tags["job_dir"]: run for run in runs}
-    cached = logged[str(tmp_path / "cached")]
-    assert cached.info.status == "FINISHED"
-    metrics = json.loads((tmp_path / "cached" / "metrics.json").read_text())
-    assert cached.data.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
-    assert cached.data.params["batch_size"] == "32"
-    artifacts = {a.path for a in client.list_artifacts(cached.info.run_id)}
-    assert artifacts >= {"metrics.json", "confusion_matrix.png"}
