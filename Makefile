@@ -34,6 +34,7 @@ test-fast: lint
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
+	$(VENV)/bin/lint-imports
 
 format: setup
 	$(PY) -m ruff check --fix .
@@ -46,17 +47,19 @@ demo-model: setup
 mlflow-ui: setup
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
 
-# A tracking server a team (or a Ray cluster's jobs) shares: runs in a SQLite database, artifacts
-# uploaded through the server into mlflow-server/artifacts. Bound to 127.0.0.1 unless told
-# otherwise: `make mlflow-server MLFLOW_HOST=0.0.0.0 MLFLOW_PORT=5000` opens it to the network.
+# A tracking server a team (or a Ray cluster's jobs) shares (pipeline/tracking/server.py): runs in
+# a SQLite database in MLFLOW_SERVER_DIR, or in PostgreSQL with MLFLOW_BACKEND_URI=postgresql://...;
+# artifacts uploaded through the server into MLFLOW_SERVER_DIR/artifacts. MLFLOW_AUTH=true: accounts,
+# the admin's password from MLFLOW_ADMIN_PASSWORD (export it; never on a command line). Bound to
+# 127.0.0.1 unless told otherwise: `make mlflow-server MLFLOW_HOST=0.0.0.0` opens it to the network.
+# MLFLOW_SERVER_ARGS go to `mlflow server` itself (e.g. --allowed-hosts mlflow.example.com).
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 MLFLOW_SERVER_DIR ?= $(CURDIR)/mlflow-server
+MLFLOW_SERVER_ARGS ?=
 mlflow-server: setup
-	mkdir -p $(MLFLOW_SERVER_DIR)/artifacts
-	$(VENV)/bin/mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) \
-		--backend-store-uri sqlite:///$(MLFLOW_SERVER_DIR)/mlflow.db \
-		--artifacts-destination $(MLFLOW_SERVER_DIR)/artifacts
+	$(PY) -m pipeline.tracking.server --dir "$(MLFLOW_SERVER_DIR)" --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) \
+		-- $(MLFLOW_SERVER_ARGS)
 
 # Serves a registered model over HTTP (POST /invocations {"inputs": [...]}) on 127.0.0.1.
 #   make serve MODEL=models:/ernie-classifier@champion [SERVE_PORT=5001] [MLFLOW_TRACKING_URI=...]

@@ -1,66 +1,82 @@
-"""What `ClusterRayLauncher.launch` does; see ray_launcher.py for why."""
+"""What `ClusterRayLauncher.launch` does (see ray_launcher.py); only sweeps on it import this and Ray."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import ray
+from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from hydra_plugins.hydra_ray_launcher.ray_launcher import RayLauncher
-from omegaconf import OmegaConf, open_dict
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, open_dict
 
-from pipeline.job_files import record_lost_job
-from pipeline.ray_cluster import ray_init_options
+from pipeline.core.job_folder import record_lost_job
 
 if TYPE_CHECKING:
-    import ray
+    from hydra_plugins.ernie_ray_launcher.ray_launcher import ClusterRayLauncher
 
 log = logging.getLogger(__name__)
 
 
+def _run_job(
+    hydra_context: HydraContext,
+    task_function: TaskFunction,
+    sweep_config: DictConfig,
+    singleton_state: dict[Any, Any],
+) -> JobReturn:
+    """One job in a Ray worker: a process that has none of the sweep's Hydra state until it is given it."""
+    setup_globals()
+    Singleton.set_state(singleton_state)
+    HydraConfig.instance().set_config(sweep_config)
+    return run_job(
+        hydra_context=hydra_context,
+        task_function=task_function,
+        config=sweep_config,
+        job_dir_key="hydra.sweep.dir",
+        job_subdir_key="hydra.sweep.subdir",
+    )
+
+
 def launch(
-    launcher: RayLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
+    launcher: ClusterRayLauncher,
+    init_options: dict[str, Any],
+    job_overrides: Sequence[Sequence[str]],
+    initial_job_idx: int,
 ) -> Sequence[JobReturn]:
     setup_globals()
-    assert launcher.config is not None and launcher.hydra_context is not None
-    assert launcher.task_function is not None
-    configure_log(launcher.config.hydra.hydra_logging, launcher.config.hydra.verbose)
+    config, hydra_context = launcher.config, launcher.hydra_context
+    assert config is not None and hydra_context is not None and launcher.task_function is not None
+    configure_log(config.hydra.hydra_logging, config.hydra.verbose)
     # Resolved here, once: `${now:...}` and relative paths mean the same folder on every worker.
-    sweep_dir = Path(str(launcher.config.hydra.sweep.dir)).absolute()
+    sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
     sweep_dir.mkdir(parents=True, exist_ok=True)
-    options = ray_init_options(OmegaConf.to_container(launcher.ray_cfg.init, resolve=True))
-    import ray
-    from hydra_plugins.hydra_ray_launcher._launcher_util import launch_job_on_ray
-
-    if not ray.is_initialized():
-        log.info("ray.init(%s)", options)
-        ray.init(**options)
+    if not ray.is_initialized():  # a sweeper that launches in batches (Optuna) reuses the cluster
+        log.info("ray.init(%s)", init_options)
+        ray.init(**init_options)
     log.info(
         "Ray launcher: %d jobs on %s, sweep folder %s", len(job_overrides), ray.cluster_resources(), sweep_dir
     )
+    # `ray.remote()` without options is an error; `ray.remote(f)` takes Ray's defaults.
+    remote = (
+        ray.remote(**launcher.remote_options)(_run_job) if launcher.remote_options else ray.remote(_run_job)
+    )
+    singleton_state = Singleton.get_state()
 
     runs = []
     for offset, overrides in enumerate(job_overrides):
         idx = initial_job_idx + offset
         log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
-        sweep_config = launcher.hydra_context.config_loader.load_sweep_config(
-            launcher.config, list(overrides)
-        )
+        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
         with open_dict(sweep_config):
             sweep_config.hydra.job.id = f"job_id_for_{idx}"
             sweep_config.hydra.job.num = idx
             sweep_config.hydra.sweep.dir = str(sweep_dir)
-            job_dir = sweep_dir / str(sweep_config.hydra.sweep.subdir)
-            task = launch_job_on_ray(
-                launcher.hydra_context,
-                launcher.ray_cfg.remote,
-                sweep_config,
-                launcher.task_function,
-                Singleton.get_state(),
-            )
+        job_dir = sweep_dir / str(sweep_config.hydra.sweep.subdir)
+        task = remote.remote(hydra_context, launcher.task_function, sweep_config, singleton_state)
         runs.append((task, job_dir, list(overrides)))
     return [job_result(task, job_dir, overrides) for task, job_dir, overrides in runs]
 
@@ -71,8 +87,6 @@ def job_result(task: ray.ObjectRef, job_dir: Path, overrides: list[str]) -> JobR
     A lost task comes back COMPLETED with no value, as a job that failed does (pipeline.job):
     Hydra's sweepers stop the whole sweep at the first FAILED result.
     """
-    import ray
-
     try:
         return ray.get(task)
     except ray.exceptions.RayError as exc:

@@ -248,7 +248,7 @@ class Store:
 
 
 def runs_page(tracking_uri: str, experiment_id: str) -> str:
-    """The experiment's runs table with the project's columns (for SQLite: where `make mlflow-ui` serves it)."""
+    """The runs table with the project's columns (for SQLite: where `make mlflow-ui` serves it)."""
     where = tracking_uri.rstrip("/") if is_server(tracking_uri) else "http://127.0.0.1:5000"
     view = f"workflowType=machine_learning&viewStateShareKey={VIEW_KEY}"
     return f"{where}/#/experiments/{experiment_id}/runs?{view}"
