@@ -27,9 +27,9 @@ run: setup
 test: lint
 	$(PY) -m pytest $(ARGS)
 
-# Daily work: everything but the tests marked slow.
+# Daily work: the unit and integration tiers (no CLI, servers or sweeps).
 test-fast: lint
-	$(PY) -m pytest -m "not slow" $(ARGS)
+	$(PY) -m pytest tests/unit tests/integration $(ARGS)
 
 lint: setup
 	$(PY) -m ruff check .

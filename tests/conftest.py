@@ -1,4 +1,9 @@
-"""Shared fixtures: the real demo corpus, a tiny ERNIE trained on it in seconds, run.py as users call it."""
+"""Shared fixtures: the real demo corpus, a tiny ERNIE trained on it in seconds, run.py as users call it.
+
+Tests live in tiers, and each test's marker comes from its folder: tests/unit (no subprocess, no
+server, no model run), tests/integration (the tiny model through the stages, in this process),
+tests/e2e (the CLI, sweeps, Ray, servers, serving). `make test-fast` runs unit and integration.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +23,16 @@ import pytest
 from pipeline import PROJECT_ROOT
 from pipeline.core.demo_data import demo_dataset
 from pipeline.demo.model import TrainConfig, train_demo_model
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        tier = next((part for part in item.path.parts if part in TIERS), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))
+
 
 TINY = TrainConfig(
     hidden_size=32,

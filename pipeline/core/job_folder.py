@@ -25,15 +25,8 @@ CONFUSION_FILE = "confusion_matrix.png"
 JOB_STATUS_FILE = "job_status.json"  # FINISHED | FAILED | SKIPPED, and the error
 TRACKING_FILE = "tracking.json"  # the MLflow run, or why the store did not take it
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"  # Hydra writes it; sweeps list jobs by it
-# Reports a run carries as artifacts, where the job wrote them.
-ARTIFACT_FILES = (
-    METRICS_FILE,
-    CONFIG_FILE,
-    PER_CLASS_FILE,
-    PER_CLASS_TABLE,
-    CONFUSION_FILE,
-    PREDICTIONS_FILE,
-)
+# Reports a run carries as artifacts, where the job wrote them (per_class.json goes in as a table).
+ARTIFACT_FILES = (METRICS_FILE, CONFIG_FILE, PER_CLASS_FILE, CONFUSION_FILE, PREDICTIONS_FILE)
 
 
 # Overrides that say where things are, not what the experiment is: left out of job names.

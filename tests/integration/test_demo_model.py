@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from pipeline import DEMO_MODEL_DIR
 from pipeline.core.data import read_labels, read_split
 from pipeline.core.tokenizer import load_tokenizer
 from pipeline.demo.model import TrainConfig, build_vocab, main, pretrain_mlm
-from pipeline.options.config import DEMO_MODEL_DIR, ConvertConfig
+from pipeline.options.config import ConvertConfig
 from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
 from pipeline.stages.convert import convert
 from pipeline.stages.infer import run_inference

@@ -10,9 +10,10 @@ import onnxruntime as ort
 import pytest
 from onnxconverter_common import float16
 
+from pipeline import DEMO_MODEL_DIR
 from pipeline.core.data import read_labels, read_split
 from pipeline.core.tokenizer import load_tokenizer
-from pipeline.options.config import DEMO_MODEL_DIR, ConvertConfig
+from pipeline.options.config import ConvertConfig
 from pipeline.options.precisions.fp16 import Fp16Precision, align_cast_types
 from pipeline.options.precisions.fp32 import Fp32Precision
 from pipeline.options.precisions.int8 import Int8Precision, QuantizationConfig
@@ -35,7 +36,8 @@ def dev_encoded(demo_data_dir: Path):
 
 
 def predict(model_path: Path, encoded, batch_size: int = 64) -> np.ndarray:
-    return run_inference(OnnxRuntimeSession(model_path, SessionSettings(threads=2)), encoded, batch_size).logits
+    engine = OnnxRuntimeSession(model_path, SessionSettings(threads=2))
+    return run_inference(engine, encoded, batch_size).logits
 
 
 def random_feed(vocab: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,13 +13,14 @@ import onnxruntime
 import pytest
 
 from pipeline.core.data import read_labels, read_split
-from pipeline.core.errors import DatasetError, ModelError
+from pipeline.core.errors import ModelError
+from pipeline.core.model_files import find_model_files
 from pipeline.core.tokenizer import load_tokenizer
 from pipeline.options.config import Config, ConvertConfig, DatasetConfig, MlflowConfig, compose_config
 from pipeline.runtimes.onnxruntime import OnnxRuntimeSession, SessionSettings
-from pipeline.stages.convert import convert, find_model_files
+from pipeline.stages.convert import convert
 from pipeline.stages.infer import plan_batches, run_inference
-from tests.helpers.jobs import evaluate_in_process
+from tests.helpers.jobs import evaluate_in_process, run_in_process
 
 
 def make_config(model_dir: Path, cache_dir: Path, tmp_path: Path, **changes) -> Config:
@@ -33,12 +35,12 @@ def make_config(model_dir: Path, cache_dir: Path, tmp_path: Path, **changes) -> 
     return replace(config, **changes)
 
 
-def test_run_experiment_writes_metrics_predictions_and_mlflow_run(
+def test_a_job_writes_its_folder_and_the_folder_becomes_its_mlflow_run(
     tiny_model: Path, cache_dir: Path, tmp_path: Path
 ) -> None:
     config = make_config(tiny_model, cache_dir, tmp_path)
     out = tmp_path / "job"
-    metrics = evaluate_in_process(config, out)
+    metrics = evaluate_in_process(config, out, "batch_size=32")
 
     on_disk = json.loads((out / "metrics.json").read_text())
     assert on_disk == json.loads(json.dumps(metrics))
@@ -73,11 +75,24 @@ def test_run_experiment_writes_metrics_predictions_and_mlflow_run(
     client = mlflow.MlflowClient(config.mlflow.tracking_uri)
     experiment = client.get_experiment_by_name("pipeline-test")
     (run,) = client.search_runs([experiment.experiment_id])
-    assert run.info.status == "FINISHED" and run.info.run_name == "test-run"
+    assert run.info.status == "FINISHED" and run.info.run_name == "batch_size=32"
+    assert run.data.tags["job_dir"] == str(out) and "accuracy" in run.data.tags["mlflow.note.content"]
     assert run.data.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
+    # The eval split as the run's dataset; the job as a model in the Models tab, its metrics tied to both.
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "demo/dev" and [t.value for t in dataset.tags] == ["eval"]
+    (model,) = client.search_logged_models([experiment.experiment_id])
+    assert model.name == "tiny · fp32 · onnxruntime · bs32" and model.source_run_id == run.info.run_id
+    assert model.params["precision"] == "fp32" and model.params["threads"] == str(config.device.threads)
+    linked = {m.key: m for m in model.metrics}
+    assert linked["accuracy"].value == pytest.approx(metrics["accuracy"])
+    assert linked["accuracy"].dataset_name == "demo/dev"
     assert run.data.params["batch_size"] == "32" and run.data.params["device.name"] == "cpu"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"metrics.json", "predictions.jsonl", "config.yaml"} <= artifacts
+    assert {"metrics.json", "predictions.jsonl", "config.yaml", "per_class.json"} <= artifacts
+    assert json.loads(run.data.tags["mlflow.loggedArtifacts"]) == [
+        {"path": "per_class.json", "type": "table"}
+    ]
     # Artifacts beside the SQLite database, not in ./mlruns of whatever folder the job ran from.
     assert run.info.artifact_uri.startswith((tmp_path / "mlartifacts").as_uri())
     assert not (Path.cwd() / "mlruns").exists()
@@ -146,8 +161,9 @@ def test_label_count_mismatch_is_explained(tiny_model: Path, cache_dir: Path, tm
     (data / "dev.txt").write_text("很好\ta\n很差\tb\n")
     (data / "data.txt").write_text("很好\n")
     config = make_config(tiny_model, cache_dir, tmp_path, dataset=DatasetConfig(name="mine", dir=str(data)))
-    with pytest.raises(ModelError, match=r"outputs 2 classes but .*label\.txt lists 3 labels"):
-        evaluate_in_process(config, tmp_path / "job")
+    outcome = run_in_process(config, tmp_path / "job")
+    assert outcome.status == "FAILED" and outcome.bug is None
+    assert re.search(r"outputs 2 classes but .*label\.txt lists 3 labels", outcome.error)
     client = mlflow.MlflowClient(config.mlflow.tracking_uri)
     (run,) = client.search_runs([client.get_experiment_by_name("pipeline-test").experiment_id])
     assert run.info.status == "FAILED" and "label.txt lists 3 labels" in run.data.tags["error"]
@@ -161,5 +177,6 @@ def test_missing_dataset_folder(tiny_model: Path, cache_dir: Path, tmp_path: Pat
         dataset=DatasetConfig(name="mine", dir=str(tmp_path / "nowhere")),
         mlflow=MlflowConfig(enabled=False),
     )
-    with pytest.raises(DatasetError, match="nowhere: dataset folder not found"):
-        evaluate_in_process(config, tmp_path / "job")
+    outcome = run_in_process(config, tmp_path / "job")
+    assert outcome.status == "FAILED" and "nowhere: dataset folder not found" in outcome.error
+    assert json.loads((tmp_path / "job" / "job_status.json").read_text())["status"] == "FAILED"

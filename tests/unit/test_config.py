@@ -93,7 +93,8 @@ def test_options_are_chosen_by_group_not_by_name_field(overrides: list[str], mes
 def test_each_option_is_its_own_class_with_its_own_settings() -> None:
     int8 = composed("precision=int8", "precision.quantization.per_channel=true").precision
     assert type(int8).__name__ == "Int8Precision" and int8.quantization.per_channel
-    gpu = composed("+seed_row=gpu_fp16").device
-    assert (type(gpu).__name__, gpu.io_binding) == ("GpuDevice", True)
+    seed_gpu = composed("+seed_row=gpu_fp16")
+    assert (type(seed_gpu.device).__name__, seed_gpu.device.id) == ("GpuDevice", 0)
+    assert (type(seed_gpu.engine).__name__, seed_gpu.engine.io_binding) == ("OnnxRuntimeEngine", True)
     with pytest.raises(ConfigCompositionException, match="quantization"):
         composed("precision=fp32", "precision.quantization.per_channel=true")
