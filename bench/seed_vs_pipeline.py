@@ -19,9 +19,10 @@ import numpy as np
 import onnxruntime as ort
 
 from bench.common import bench_config, machine_lines, parse_arguments, replace_section, table
+from pipeline import DEMO_MODEL_DIR, PROJECT_ROOT
 from pipeline.core.data import read_labels, read_split
 from pipeline.core.tokenizer import load_tokenizer
-from pipeline.options.config import DEMO_MODEL_DIR, PROJECT_ROOT, ArchitectureConfig, Config
+from pipeline.options.config import ArchitectureConfig, Config
 from pipeline.runner import dataset_dir, open_engine, prepare_model, run_texts, serving_tokenizer
 from pipeline.stages.convert import convert
 from pipeline.stages.evaluate import accuracy, latency_metrics

@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 from bench.common import cache_dir, machine_lines, table
+from pipeline import DEMO_MODEL_DIR, PROJECT_ROOT
 from pipeline.core.data import read_labels, read_split
 from pipeline.core.demo_data import demo_dataset
 from pipeline.core.files import atomic_write_text
 from pipeline.core.tokenizer import fast_tokenizer_installed, load_tokenizer
-from pipeline.options.config import DEMO_MODEL_DIR, PROJECT_ROOT
 
 
 def main() -> None:

@@ -23,7 +23,7 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
 
-from pipeline.ray_cluster import ray_init_options
+from pipeline.core.ray_cluster import ray_init_options
 
 MISSING_RAY = "error: hydra/launcher=ray needs the ray extra: pip install -e '.[cpu,ray]'"
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.core.errors import require_extra
-from pipeline.ray_cluster import ray_init_options
+from pipeline.core.ray_cluster import ray_init_options
 from pipeline.stages.predict import Chunk, InputPlan, PartPredictor, PredictorSpec
 
 log = logging.getLogger(__name__)
@@ -51,22 +51,23 @@ def predict_on_ray(
     if not pending:
         return []
     require_extra("ray", "predict.executor=ray")
+    options = spec.config.predict
+    # Before Ray is imported: it reads its token settings (RAY_AUTH_MODE) once, at import.
+    init = ray_init_options(
+        {
+            "address": options.ray_address,
+            "num_cpus": max(os.cpu_count() or 1, int(options.workers * options.cpus_per_worker)),
+            "include_dashboard": False,
+            "logging_level": "warning",
+        }
+    )
     import ray
 
-    options = spec.config.predict
     # Each actor's engine gets the threads its worker reserves.
     device = replace(spec.config.device, num_threads=options.threads_per_worker)
     actor_spec = replace(spec, config=replace(spec.config, device=device))
     started_here = not ray.is_initialized()
     if started_here:
-        init = ray_init_options(
-            {
-                "address": options.ray_address,
-                "num_cpus": max(os.cpu_count() or 1, int(options.workers * options.cpus_per_worker)),
-                "include_dashboard": False,
-                "logging_level": "warning",
-            }
-        )
         ray.init(**init)
     try:
         context = ray.data.DataContext.get_current()

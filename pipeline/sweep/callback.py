@@ -151,9 +151,10 @@ def _record_winner(cfg: MlflowConfig, sweep_dir: Path, selection: Selection) -> 
     from pipeline.tracking.models import CHAMPION, register_job_model
 
     try:
-        version = register_job_model(job_dir, cfg, found.info.run_id, cfg.registered_model_name)
+        version = register_job_model(job_dir, cfg, found.info.run_id, cfg.registered_model_name, CHAMPION)
     except TrackingError as exc:  # e.g. the winner ran on an engine the served model does not use
         print(f"  the winner is not registered: {exc}")
         return
-    store.run(parent.info.run_id).set_tags({"registered_version": version}) if parent else None
+    if parent is not None:
+        store.run(parent.info.run_id).set_tags({"registered_version": version})
     print(f"  registered the winner as models:/{cfg.registered_model_name}@{CHAMPION} (version {version})")

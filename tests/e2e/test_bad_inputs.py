@@ -13,7 +13,7 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from pipeline.options.config import DEMO_MODEL_DIR
+from pipeline import DEMO_MODEL_DIR
 from tests.conftest import RunCli, free_port
 
 pytestmark = pytest.mark.slow
@@ -219,8 +219,17 @@ def test_a_job_whose_tracking_failed_is_logged_afterwards(
     assert run.data.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
     assert run.data.params["dataset.dir"] == str(data)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"metrics.json", "predictions.jsonl"}
+    assert run.info.status == "FINISHED" and json.loads(
+        (tmp_path / "job" / "job_status.json").read_text()
+    ) == {
+        "status": "FINISHED",
+        "error": "",
+    }
+    # A second resync changes nothing: the same run, no second one.
     again = tracking_command(tmp_path, "resync", str(tmp_path / "job"), "--tracking-uri", store)
-    assert again.returncode == 2 and "is already in" in one_error_line(again.stderr)
+    assert again.returncode == 0 and run.info.run_id in again.stdout, again.stderr[-3000:]
+    (same,) = client.search_runs([client.get_experiment_by_name("bad-inputs").experiment_id])
+    assert same.info.run_id == run.info.run_id and same.data.metrics == run.data.metrics
 
 
 def tracking_command(cwd: Path, *args: str) -> subprocess.CompletedProcess:

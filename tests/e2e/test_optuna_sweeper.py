@@ -103,9 +103,13 @@ def job_overrides(folder: Path, job: int) -> list[str]:
     return yaml.safe_load((folder / "search" / str(job) / ".hydra" / "overrides.yaml").read_text())
 
 
-@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+@pytest.mark.parametrize("launcher", ["basic", "joblib", pytest.param("ray", marks=pytest.mark.slow)])
 def test_each_trial_is_a_job_of_the_configured_launcher(tmp_path: Path, launcher: str) -> None:
-    result = run_app(tmp_path, f"hydra/launcher={launcher}")
+    options = [f"hydra/launcher={launcher}"]
+    if launcher == "ray":  # the project's launcher config, on a Ray cluster of the search's own
+        pytest.importorskip("ray")
+        options += [f"hydra.searchpath=[file://{PROJECT_ROOT}/conf]", "hydra.launcher.ray.init.num_cpus=2"]
+    result = run_app(tmp_path, *options)
     assert result.returncode == 0, result.stderr[-3000:]
     study = load_study(tmp_path)
     assert [t.state.name for t in study.trials] == ["COMPLETE"] * 5

@@ -77,7 +77,6 @@ def test_single_run_tracks_into_the_server(
         "hydra.run.dir=job",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "View run" in result.stderr  # MLflow's own line, printed by the helper that logged the run
     client = mlflow.MlflowClient(mlflow_server)
     (run,) = client.search_runs([client.get_experiment_by_name("single").experiment_id])
     assert run.info.status == "FINISHED" and run.info.artifact_uri.startswith("mlflow-artifacts:")
@@ -126,9 +125,8 @@ def test_ray_launcher_gives_the_same_summary_as_the_basic_launcher(
 
 def test_a_lost_ray_task_is_recorded_failed(tmp_path: Path) -> None:
     """A job whose worker process dies is a FAILED row in the summary, not the end of the sweep."""
-    from pipeline.tracking.reports import sweep_rows
-
     from hydra_plugins.ernie_ray_launcher._core import job_result
+    from pipeline.sweep.summary import sweep_rows
 
     @ray.remote(max_retries=0)
     def dies() -> None:
@@ -146,7 +144,7 @@ def test_a_lost_ray_task_is_recorded_failed(tmp_path: Path) -> None:
 
 
 def test_joining_a_cluster_drops_what_ray_refuses_there(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pipeline.ray_cluster import ray_init_options
+    from pipeline.core.ray_cluster import ray_init_options
 
     monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
     monkeypatch.setenv("RAY_AUTH_TOKEN", "secret")
@@ -178,5 +176,7 @@ def test_unreachable_tracking_server_is_one_error_and_loses_no_work(
     job = tmp_path / "job"
     assert json.loads((job / "metrics.json").read_text())["accuracy"] > 0.5
     assert (job / "predictions.jsonl").read_text().count("\n") == 100
-    assert json.loads((job / "job_status.json").read_text())["status"] == "FAILED"
+    # The job finished; only the store failed: the folder says both, for resync.
+    assert json.loads((job / "job_status.json").read_text())["status"] == "FINISHED"
+    assert "is unreachable" in json.loads((job / "tracking.json").read_text())["error"]
     assert elapsed < 240, f"{elapsed:.0f} s: MLflow's retries were not bounded"

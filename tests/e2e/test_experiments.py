@@ -10,10 +10,11 @@ import mlflow
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-from pipeline.config import PROJECT_ROOT, compose_config
-from pipeline.errors import UnsupportedCombination
-from pipeline.precisions import PRECISIONS
 
+from pipeline import PROJECT_ROOT
+from pipeline.core.errors import UnsupportedCombination
+from pipeline.options.config import compose_config
+from pipeline.options.precisions import PRECISIONS
 from tests.conftest import RunCli, runs_by_kind
 
 PRESETS = sorted(p.stem for p in (PROJECT_ROOT / "conf" / "experiment").glob("*.yaml"))
@@ -74,7 +75,7 @@ SEARCHED_PRECISIONS = [name for name in PRECISIONS.names() if PRECISIONS.get(nam
 @pytest.mark.parametrize("precision", SEARCHED_PRECISIONS)
 def test_each_trial_searches_the_options_of_its_precision(precision: str) -> None:
     optuna = pytest.importorskip("optuna")
-    from pipeline.search import precision_options
+    from pipeline.options.search_space import precision_options
 
     options = PRECISIONS.get(precision).search_options
     trial = optuna.create_study().ask()
@@ -90,7 +91,7 @@ def test_each_trial_searches_the_options_of_its_precision(precision: str) -> Non
 
 def test_fp32_trials_search_no_precision_options() -> None:
     optuna = pytest.importorskip("optuna")
-    from pipeline.search import precision_options
+    from pipeline.options.search_space import precision_options
 
     trial = optuna.create_study().ask()
     trial.suggest_categorical("precision", ["fp32"])
@@ -179,8 +180,8 @@ def test_skipped_trials_are_failed_for_optuna_and_the_search_goes_on(
 
 
 def test_selection_rule_keeps_jobs_at_the_constraint_bound_and_zero() -> None:
-    from pipeline.config import SelectConfig
-    from pipeline.tracking.selection import select_winner
+    from pipeline.options.config import SelectConfig
+    from pipeline.sweep.selection import select_winner
 
     rows = [
         {
