@@ -21,20 +21,23 @@ _FULL_ERROR = "HYDRA_FULL_ERROR"
 _KEYS_HINT = "`python run.py --cfg job` lists every key"
 
 
-def explain(exc: BaseException) -> str:
-    """One line for a mistake made on the command line or in a config file."""
+def explain(exc: BaseException, arguments: list[str] | None = None) -> str:
+    """One line for a mistake made on the command line or in a config file (`arguments`: the
+    command line, to name the override a parse error is in)."""
     text = str(exc).strip()
-    cause = str(exc.__cause__ or "").strip()
+    cause = _first_line(str(exc.__cause__ or ""))
     if match := re.search(r"Could not override '([^']+)'", text):
         key = match.group(1)
         if moved := renamed_key(key):
             return f"{key} is now {moved}: use {moved}=... instead"
-        if "not in struct" in cause or "not in struct" in text:
+        if " not in " in cause:
             return f"unknown key {key!r}: not a key of this config ({_KEYS_HINT}; a new key needs +{key}=...)"
-        return f"{key}: {_first_line(cause or text.split(chr(10), 1)[-1])}"
+        return f"{key}: {cause or _first_line(text)}"
+    if match := re.search(r"Error merging override (\S+)", text):
+        return f"{match.group(1)}: {cause or _first_line(text)}"
     if match := re.search(r"Could not find '([^']+)/([^']+)'", text):
         group, name = match.groups()
-        options = re.findall(r"^\t(\S+)$", text, flags=re.M)
+        options = [o for o in re.findall(r"^\t(\S+)$", text, flags=re.M) if not o.endswith("_schema")]
         listed = f" is not one of {', '.join(options)}" if options else " does not exist"
         return f"{group}={name}{listed} (conf/{group}/)"
     if match := re.search(r"Ambiguous value for argument '([^']+)'", text):
@@ -42,10 +45,12 @@ def explain(exc: BaseException) -> str:
             f"{match.group(1)} is a list of values: to sweep over them put -m first "
             f"(python run.py -m {match.group(1)}), to pass a list write key=[a,b], to pass text quote it"
         )
-    if match := re.search(r"Error parsing override '([^']*)'", text):
+    if type(exc).__name__ == "OverrideParseException":
+        fragment = re.search(r"input '(.*)'", text)
+        culprit = next((a for a in arguments or [] if fragment and fragment.group(1) in a), None)
+        where = f"the override {culprit!r}" if culprit else "an override"
         return (
-            f"cannot read the override {match.group(1)!r}: {_first_line(text.split(chr(10), 1)[-1])} "
-            "(write key=value; quote values holding spaces, commas, brackets or '=')"
+            f"cannot read {where}: {_first_line(text)} (write key=value; quote values with spaces or commas)"
         )
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror or exc} (a folder the job writes cannot be made)"
@@ -66,7 +71,7 @@ def readable_errors() -> Iterator[None]:
     except (HydraException, OmegaConfBaseException, OSError) as exc:
         if asked_for_trace:
             raise
-        print(f"error: {explain(exc)}", file=sys.stderr)
+        print(f"error: {explain(exc, sys.argv[1:])}", file=sys.stderr)
         sys.exit(2)
     finally:
         if not asked_for_trace:

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from pipeline.core.errors import ConfigError, PipelineError, TrackingError, UnsupportedCombination
 from pipeline.core.job_folder import job_name, update_job_record, write_job_status
 from pipeline.options.config import Config, validate
+from pipeline.options.paths import check_paths
 from pipeline.runner.evaluate import evaluate_job
 from pipeline.runner.predict import predict_job
 from pipeline.runner.record import begin_record
@@ -44,7 +45,7 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
     job_dir = Path(hydra.runtime.output_dir).absolute()
     multirun = hydra.mode == RunMode.MULTIRUN
     overrides = list(hydra.overrides.task)
-    checked = _validated(cfg, multirun)
+    checked = _validated(cfg, job_dir, multirun)
     if isinstance(checked, Outcome):
         write_job_status(job_dir, checked.status, checked.error)
         outcome = checked
@@ -55,10 +56,11 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
     return _objectives(outcome)
 
 
-def _validated(cfg: DictConfig, multirun: bool) -> Config | Outcome:
+def _validated(cfg: DictConfig, job_dir: Path, multirun: bool) -> Config | Outcome:
     """The config, or the outcome of a job that cannot run: FAILED, or SKIPPED in a sweep."""
     try:
         config = validate(cfg)
+        check_paths(config, job_dir)
         if not multirun and config.mlflow.registered_model_name and config.engine.name != "onnxruntime":
             raise ConfigError(
                 "mlflow.registered_model_name: the served model runs on ONNX Runtime; "

@@ -63,3 +63,34 @@ def environment_kept() -> Iterator[None]:
     finally:
         os.environ.clear()
         os.environ.update(before)
+
+
+class FolderInUse(Exception):
+    """Another process holds the folder: its pid and host, where it wrote them."""
+
+
+@contextmanager
+def sole_writer(folder: Path) -> Iterator[None]:
+    """One process writes `folder` at a time: a lock inside it, held while the body runs.
+
+    The lock is the kernel's (flock): a process that dies, even by SIGKILL, releases it, so a stale
+    lock file never blocks the next writer. The holder's pid and host are written beside it.
+    """
+    import platform
+
+    from filelock import FileLock, Timeout
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(folder / ".writer.lock"))
+    holder = folder / ".writer"
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        who = holder.read_text(encoding="utf-8").strip() if holder.is_file() else "another process"
+        raise FolderInUse(who) from None
+    try:
+        atomic_write_text(holder, f"process {os.getpid()} on host {platform.node()}\n")
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()

@@ -11,7 +11,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.core.data import dataset_dir, read_labels
-from pipeline.core.files import atomic_write_text
+from pipeline.core.errors import ConfigError
+from pipeline.core.files import FolderInUse, atomic_write_text, sole_writer
 from pipeline.core.job_folder import METRICS_FILE, update_job_record
 from pipeline.options.config import Config
 from pipeline.runner.record import add_tags, dataset_record
@@ -45,9 +46,22 @@ def output_folder(config: Config, job_dir: Path) -> Path:
 
 
 def predict_job(config: Config, job_dir: Path) -> dict:
-    """predict.input -> the output folder's part files; returns the metrics also in metrics.json."""
-    options = config.predict
+    """predict.input -> the output folder's part files; returns the metrics also in metrics.json.
+
+    One writer per output folder: a second prediction into a folder in use stops at once.
+    """
     target = output_folder(config, job_dir)
+    try:
+        with sole_writer(target):
+            return _predict_into(config, job_dir, target)
+    except FolderInUse as holder:
+        raise ConfigError(
+            f"predict.output={target} is being written by {holder}; wait for it or choose another folder"
+        ) from None
+
+
+def _predict_into(config: Config, job_dir: Path, target: Path) -> dict:
+    options = config.predict
     labels, label_file = predict_labels(config)
     plan = plan_input(Path(options.input), options.chunk_lines, options.on_error)
     update_job_record(
