@@ -1,7 +1,7 @@
 # Two commands for a fresh clone: `make run` and `make test`. Both set up .venv first (once).
 PYTHON ?= python3
 VENV ?= .venv
-EXTRAS ?= cpu,demo,openvino,optuna,ray,postgres,test
+EXTRAS ?= cpu,demo,openvino,optuna,ray,server,test
 PY := $(VENV)/bin/python
 comma := ,
 STAMP := $(VENV)/.installed-$(subst $(comma),-,$(EXTRAS))

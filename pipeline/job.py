@@ -15,7 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.core.errors import ConfigError, PipelineError, TrackingError, UnsupportedCombination
-from pipeline.core.job_folder import job_name, update_job_record, write_job_status
+from pipeline.core.job_folder import TRACKING_FILE, job_name, update_job_record, write_job_status, write_json
 from pipeline.options.config import Config, validate
 from pipeline.options.paths import check_paths
 from pipeline.runner.evaluate import evaluate_job
@@ -118,6 +118,10 @@ def _track(config: Config, job_dir: Path, sweep_dir: Path | None, status: str) -
             version = register_job_model(job_dir, config.mlflow, run_id, name)
             print(f"registered {name} version {version}: models:/{name}/{version}")
     except TrackingError as exc:
+        if "error" not in tracking_state(job_dir):
+            write_json(
+                job_dir / TRACKING_FILE, {"tracking_uri": config.mlflow.tracking_uri, "error": str(exc)}
+            )
         return exc
     return None
 

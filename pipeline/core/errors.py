@@ -54,7 +54,7 @@ EXTRA_MODULES = {
     "openvino": ("openvino", "ml_dtypes"),
     "ray": ("ray",),
     "optuna": ("optuna",),
-    "postgres": ("psycopg",),
+    "server": ("flask_wtf", "psycopg"),
     "fast-tokenizer": ("fast_tokenizer",),
 }
 

@@ -23,7 +23,7 @@ from pipeline.sweep.pareto import write_pareto
 from pipeline.sweep.selection import Selection, select_winner, write_selection
 from pipeline.sweep.summary import SUMMARY_COLUMNS, sweep_rows, write_sweep_summary
 from pipeline.tracking.job_record import JOB_DIR_TAG, tracking_state
-from pipeline.tracking.store import Store
+from pipeline.tracking.store import CredentialsRefused, Store
 from pipeline.tracking.sweep_record import SWEEP_FILE, log_sweep_folder, open_sweep_run, sweep_folder
 
 BASE_CONFIG_FILE = "base_config.yaml"
@@ -49,6 +49,9 @@ class SweepTracking(Callback):
             return
         try:
             run_id, existed = open_sweep_run(mlflow_config, sweep_dir, reopen=True)
+        except CredentialsRefused as exc:  # every job would be refused too: say it once, run nothing
+            print(f"error: {exc}; nothing ran", file=sys.stderr)
+            sys.exit(2)
         except TrackingError as exc:
             print(f"warning: {exc} -- the sweep runs on; its folders keep every result", file=sys.stderr)
             return
@@ -67,24 +70,32 @@ class SweepTracking(Callback):
         mlflow_config = _mlflow_config(config)
         if not mlflow_config.enabled:
             return
+        reasons = []
         try:
             log_sweep_folder(mlflow_config, sweep_dir)
             if selection.winner is not None:
                 _record_winner(mlflow_config, sweep_dir, selection)
         except TrackingError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-        untracked = [
-            r["job"]
-            for r in rows
-            if r["status"] != "SKIPPED" and "run_id" not in tracking_state(sweep_dir / str(r["job"]))
-        ]
-        if untracked:
-            print(
-                f"error: the MLflow store did not take jobs {', '.join(map(str, untracked))} of this sweep; "
-                f"their files are kept: python -m pipeline.tracking resync {sweep_dir}",
-                file=sys.stderr,
-            )
-            sys.exit(2)
+            reasons.append(str(exc))
+        _report_untracked(sweep_dir, rows, reasons)
+
+
+def _report_untracked(sweep_dir: Path, rows: list[dict[str, object]], reasons: list[str]) -> None:
+    """One line for every job (and the parent run) the store did not take, with the first reason."""
+    states = {
+        str(r["job"]): tracking_state(sweep_dir / str(r["job"])) for r in rows if r["status"] != "SKIPPED"
+    }
+    untracked = [job for job, state in states.items() if "run_id" not in state]
+    reasons += [state["error"] for job, state in states.items() if "error" in state and job in untracked]
+    if not untracked and not reasons:
+        return
+    what = f"jobs {', '.join(untracked)} of this sweep" if untracked else "the sweep's parent run"
+    print(
+        f"error: the MLflow store did not take {what} ({reasons[0] if reasons else 'no reason recorded'}); "
+        f"their files are kept: python -m pipeline.tracking resync {sweep_dir}",
+        file=sys.stderr,
+    )
+    sys.exit(2)
 
 
 def _print_outcome(sweep_dir: Path, rows: list[dict[str, object]], selection: Selection) -> None:

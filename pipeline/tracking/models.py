@@ -12,7 +12,6 @@ from typing import Any
 
 from pipeline import PROJECT_ROOT
 from pipeline.core.cache import installed_version
-from pipeline.core.data import read_labels
 from pipeline.core.errors import TrackingError
 from pipeline.core.job_folder import JOB_FILE, read_json
 from pipeline.options.tracking import MlflowConfig
@@ -112,24 +111,6 @@ def serving_requirements() -> list[str]:
     return [f"{name}=={installed_version(name)}" for name in SERVING_REQUIREMENTS]
 
 
-def _signature(labels: list[str]) -> Any:
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, DataType, Schema
-
-    # One string column in (a list of texts, or a one-column frame); label, confidence and one
-    # probability per label out.
-    return ModelSignature(
-        inputs=Schema([ColSpec(DataType.string)]),
-        outputs=Schema(
-            [
-                ColSpec(DataType.string, "label"),
-                ColSpec(DataType.double, "confidence"),
-                *(ColSpec(DataType.double, f"prob_{label}") for label in labels),
-            ]
-        ),
-    )
-
-
 def log_servable_files(store: Store, model_id: str, job_dir: Path) -> None:
     """The pyfunc model's files (ONNX model, tokenizer, labels, settings, the code) into `model_id`."""
     import mlflow
@@ -157,7 +138,6 @@ def log_servable_files(store: Store, model_id: str, job_dir: Path) -> None:
                 },
                 code_paths=[str(PROJECT_ROOT / "pipeline")],
                 pip_requirements=serving_requirements(),
-                signature=_signature(read_labels(label_file.parent, label_file.name)),
                 input_example=["很好用", "太差了"],
             )
         with store.writing(f"upload the served files of model {model_id}"):

@@ -33,7 +33,7 @@ AUTH_DATABASE = "basic_auth.db"
 SECRET_KEY_FILE = "flask_secret_key"
 PERMISSIONS = ("READ", "USE", "EDIT", "MANAGE", "NO_PERMISSIONS")
 # MLflow's own rules for an admin password: at least 12 characters, and never the default that
-# MLflow versions before 3.x shipped in basic_auth.ini (published, so refused at login).
+# older MLflow versions shipped in basic_auth.ini (published, so MLflow refuses it at login).
 _MIN_PASSWORD_CHARS = 12
 _PUBLISHED_DEFAULT_PASSWORD = "password1234"
 _POSTGRES_SCHEMES = ("postgresql://", "postgres://")
@@ -194,10 +194,6 @@ def server_url(host: str, port: int) -> str:
     return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
-def runs_page(url: str, experiment: str | None) -> str:
-    return f"{url}/#/experiments/{experiment}/runs?workflowType=machine_learning" if experiment else url
-
-
 def _require(module: str, why: str) -> None:
     if importlib.util.find_spec(module) is None:
         raise ServerError(why)
@@ -212,10 +208,20 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[list[
     password = check_admin_password(admin, environ.get("MLFLOW_ADMIN_PASSWORD")) if auth else None
     (folder / "artifacts").mkdir(parents=True, exist_ok=True)
     if is_postgres(backend):
-        _require("psycopg", "a PostgreSQL backend needs psycopg 3: pip install -e '.[postgres]'")
+        _require(
+            "psycopg",
+            "a PostgreSQL backend needs the server extra (psycopg 3): pip install -e '.[cpu,server]'",
+        )
     if auth:
-        _require("flask_wtf", "MLFLOW_AUTH=true needs MLflow's auth extra: pip install 'mlflow[auth]'")
-    url = runs_page(server_url(args.host, args.port), experiment_id(backend, args.experiment))
+        _require(
+            "flask_wtf",
+            "MLFLOW_AUTH=true needs the server extra (mlflow[auth]): pip install -e '.[cpu,server]'",
+        )
+    from pipeline.tracking.store import runs_page  # the link jobs print: the runs table, our columns
+
+    url = server_url(args.host, args.port)
+    if (experiment := experiment_id(backend, args.experiment)) is not None:
+        url = runs_page(url, experiment)
 
     env = dict(environ)
     # Only what MLflow reads: the admin password stays in this process (and, hashed, in the database).
@@ -230,22 +236,36 @@ def prepare(args: argparse.Namespace, environ: Mapping[str, str]) -> tuple[list[
     if args.workers:
         command.append(f"--workers={args.workers}")
     where = f"tracking data in {shown(backend)}, artifacts in {folder / 'artifacts'}"
-    config_path = folder / AUTH_CONFIG
     if password is not None:
-        if is_postgres(backend):
-            auth_database = backend
-        else:
-            private_file(folder / AUTH_DATABASE)  # password hashes
-            auth_database = f"sqlite:///{folder / AUTH_DATABASE}"
-        write_private(config_path, auth_config_text(auth_database, admin, args.default_permission))
-        env["MLFLOW_AUTH_CONFIG_PATH"] = os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(config_path)
-        env["MLFLOW_FLASK_SERVER_SECRET_KEY"] = secret_key(folder)
-        done = ensure_admin(auth_database, admin, password)
+        variables, done = accounts(folder, backend, admin, password, args.default_permission)
+        env |= variables
         command.append("--app-name=basic-auth")
-        where += f"; accounts in {shown(auth_database)} (admin {admin!r}: {done})"
-    elif config_path.is_file():
-        where += f"; NO accounts, although {config_path} says this server had them (MLFLOW_AUTH=true)"
+        where += f"; {done}"
+    elif (folder / AUTH_CONFIG).is_file():
+        where += (
+            f"; NO accounts, although {folder / AUTH_CONFIG} says this server had them (MLFLOW_AUTH=true)"
+        )
     return [*command, *args.mlflow_args], env, f"MLflow tracking server at {url}\n  {where}"
+
+
+def accounts(
+    folder: Path, backend: str, admin: str, password: str, default_permission: str
+) -> tuple[dict[str, str], str]:
+    """Sets up MLflow's basic-auth app: (the variables `mlflow server` needs for it, what was done)."""
+    if is_postgres(backend):
+        database = backend
+    else:
+        private_file(folder / AUTH_DATABASE)  # password hashes
+        database = f"sqlite:///{folder / AUTH_DATABASE}"
+    config_path = folder / AUTH_CONFIG
+    write_private(config_path, auth_config_text(database, admin, default_permission))
+    os.environ["MLFLOW_AUTH_CONFIG_PATH"] = str(config_path)  # read when ensure_admin imports MLflow's auth
+    variables = {
+        "MLFLOW_AUTH_CONFIG_PATH": str(config_path),
+        "MLFLOW_FLASK_SERVER_SECRET_KEY": secret_key(folder),
+    }
+    done = ensure_admin(database, admin, password)
+    return variables, f"accounts in {shown(database)} (admin {admin!r}: {done})"
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

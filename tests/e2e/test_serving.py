@@ -1,20 +1,29 @@
-"""From a run to a served model: MLflow's registry, pyfunc loading, `mlflow models serve`, and a
-sweep that picks and registers its champion."""
+"""From a run to a served model: MLflow's registry, pyfunc loading, `mlflow models serve` (what it
+answers and what it refuses), and a sweep that picks and registers its champion."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import mlflow
 import pytest
 import requests
+from mlflow.exceptions import MlflowException
+from mlflow.types.schema import AnyType
 
+from pipeline import PROJECT_ROOT
+from pipeline.serving.classifier import texts_of
 from tests.conftest import RunCli, free_port, running_server, runs_by_kind, venv_command
 
-pytestmark = pytest.mark.slow
+NOT_TEXT = "expected text (a JSON string) for every input"
 
 
 def job_predictions(job: Path) -> tuple[list[str], list[str]]:
@@ -22,38 +31,39 @@ def job_predictions(job: Path) -> tuple[list[str], list[str]]:
     return [r["text"] for r in rows], [r["label"] for r in rows]
 
 
-@pytest.fixture
-def registered(run_cli: RunCli, user_overrides: list[str], tmp_path: Path) -> tuple[str, Path]:
-    """A job run with mlflow.registered_model_name: (tracking URI, job folder)."""
-    result = run_cli(*user_overrides, "mlflow.registered_model_name=tiny-classifier", "hydra.run.dir=job")
+@pytest.fixture(scope="module")
+def registered(
+    tiny_model: Path, cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[str, Path]:
+    """A job run with mlflow.registered_model_name: (tracking URI, job folder). Once per module, as
+    run_cli and user_overrides would run it, so that one server answers every request test."""
+    folder = tmp_path_factory.mktemp("registered")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    overrides = [
+        f"model.path_prefix={tiny_model / 'export' / 'float32'}",
+        f"model.name_or_path={tiny_model / 'tokenizer'}",
+        f"mlflow.tracking_uri={uri}",
+        "mlflow.experiment_name=cli-test",
+        "mlflow.registered_model_name=tiny-classifier",
+        "hydra.run.dir=job",
+    ]
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "run.py"), *overrides],
+        cwd=folder,
+        env={**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "registered tiny-classifier version 1: models:/tiny-classifier/1" in result.stdout
-    return f"sqlite:///{tmp_path}/mlflow.db", tmp_path / "job"
+    return uri, folder / "job"
 
 
-def test_registered_model_loads_and_predicts_like_the_job(
-    registered: tuple[str, Path], tmp_path: Path
-) -> None:
-    uri, job = registered
-    mlflow.set_tracking_uri(uri)
-    model = mlflow.pyfunc.load_model("models:/tiny-classifier/1")
-    texts, labels = job_predictions(job)
-    predicted = model.predict(texts)
-    assert predicted["label"].tolist() == labels
-    assert set(predicted.columns) == {"label", "confidence", "prob_negative", "prob_positive"}
-    assert [spec.type.name for spec in model.metadata.get_input_schema().inputs] == ["string"]
-    requirements = Path(
-        mlflow.artifacts.download_artifacts(
-            "models:/tiny-classifier/1/requirements.txt", dst_path=str(tmp_path / "r")
-        )
-    )
-    pinned = requirements.read_text()
-    assert "onnxruntime==" in pinned and "tokenizers==" in pinned and "paddle" not in pinned
-
-
-def test_mlflow_models_serve_answers_over_http(registered: tuple[str, Path], tmp_path: Path) -> None:
-    uri, job = registered
-    texts, labels = job_predictions(job)
+@pytest.fixture(scope="module")
+def served(registered: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`mlflow models serve` of the registered model, as `make serve` starts it; yields its base URL."""
+    uri, _ = registered
     port = free_port()
     command = [venv_command("mlflow"), "models", "serve", "-m", "models:/tiny-classifier/1", "--env-manager"]
     command += ["local", "--host", "127.0.0.1", "--port", str(port)]
@@ -63,13 +73,148 @@ def test_mlflow_models_serve_answers_over_http(registered: tuple[str, Path], tmp
         "MLFLOW_TRACKING_URI": uri,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
-    with running_server(command, f"http://127.0.0.1:{port}/ping", tmp_path / "serve.log", env, seconds=180):
-        response = requests.post(f"http://127.0.0.1:{port}/invocations", json={"inputs": texts}, timeout=60)
+    log = tmp_path_factory.mktemp("serve") / "serve.log"
+    with running_server(command, f"http://127.0.0.1:{port}/ping", log, env, seconds=180):
+        yield f"http://127.0.0.1:{port}"
+
+
+def frame(rows: list[list[Any]]) -> dict[str, Any]:
+    """A one-column `dataframe_split` body."""
+    return {"dataframe_split": {"columns": ["text"], "data": rows}}
+
+
+def invoke(url: str, body: Any) -> requests.Response:
+    return requests.post(f"{url}/invocations", json=body, timeout=120)
+
+
+def test_texts_of_names_each_refused_input_by_position_and_type() -> None:
+    assert texts_of(["a", ""]) == ["a", ""]
+    with pytest.raises(MlflowException) as refused:
+        texts_of([b"a", True, [1], {"k": 1}, None, *range(10)])
+    assert refused.value.get_http_status_code() == 400
+    assert refused.value.message == (
+        "inputs[0] is bytes, inputs[1] is a boolean, inputs[2] is an array, inputs[3] is an object, "
+        "inputs[4] is null, "
+        + ", ".join(f"inputs[{i}] is a number" for i in range(5, 10))
+        + f" and 5 more: {NOT_TEXT}"
+    )
+
+
+@pytest.mark.slow
+def test_registered_model_loads_and_predicts_like_the_job(
+    registered: tuple[str, Path], tmp_path: Path
+) -> None:
+    uri, job = registered
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model("models:/tiny-classifier/1")
+    texts, labels = job_predictions(job)
+    predicted = model.predict(texts)
+    assert [p["label"] for p in predicted] == labels
+    assert set(predicted[0]) == {"label", "confidence", "prob_negative", "prob_positive"}
+    assert model.predict([]) == []
+    with pytest.raises(MlflowException, match=re.escape(f"inputs[1] is null: {NOT_TEXT}")):
+        model.predict([texts[0], None])
+    # A list by its type hints: MLflow passes inputs through as sent, nothing is coerced to text.
+    assert [type(spec.type) for spec in model.metadata.get_input_schema().inputs] == [AnyType]
+    requirements = Path(
+        mlflow.artifacts.download_artifacts(
+            "models:/tiny-classifier/1/requirements.txt", dst_path=str(tmp_path / "r")
+        )
+    )
+    pinned = requirements.read_text()
+    assert "onnxruntime==" in pinned and "tokenizers==" in pinned and "paddle" not in pinned
+
+
+@pytest.mark.slow
+def test_mlflow_models_serve_answers_over_http(registered: tuple[str, Path], served: str) -> None:
+    texts, labels = job_predictions(registered[1])
+    response = invoke(served, {"inputs": texts})
     assert response.status_code == 200, response.text[:500]
     predictions = response.json()["predictions"]
     assert [p["label"] for p in predictions] == labels
+    assert set(predictions[0]) == {"label", "confidence", "prob_negative", "prob_positive"}
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("body", "refusal"),
+    [
+        ({"inputs": [123, None]}, "inputs[0] is a number, inputs[1] is null"),
+        (
+            {"inputs": ["好", 1.5, True, ["好"], {"text": "好"}]},
+            "inputs[1] is a number, inputs[2] is a boolean, inputs[3] is an array, inputs[4] is an object",
+        ),
+    ],
+)
+def test_inputs_that_are_not_text_are_refused_by_position_and_type(
+    served: str, body: dict, refusal: str
+) -> None:
+    response = invoke(served, body)
+    assert response.status_code == 400, response.text[:500]
+    error = response.json()
+    assert error["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert refusal in error["message"] and NOT_TEXT in error["message"]
+
+
+@pytest.mark.slow
+def test_no_texts_answer_no_predictions(served: str) -> None:
+    response = invoke(served, {"inputs": []})
+    assert response.status_code == 200, response.text[:500]
+    assert response.json() == {"predictions": []}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("data", "content_type", "status"),
+    [
+        ("not json", "application/json", 400),
+        ('["a list", "of texts"]', "application/json", 400),
+        ("{}", "application/json", 400),
+        ('{"texts": ["好"]}', "application/json", 400),
+        ('{"inputs": "one text, not a list"}', "application/json", 400),
+        ('{"dataframe_records": [{"text": "好"}]}', "application/json", 400),
+        ('{"inputs": ["好"]}', "text/plain", 415),
+    ],
+)
+def test_malformed_bodies_are_refused(served: str, data: str, content_type: str, status: int) -> None:
+    response = requests.post(
+        f"{served}/invocations", data=data.encode(), headers={"Content-Type": content_type}, timeout=60
+    )
+    assert response.status_code == status, response.text[:500]
+
+
+@pytest.mark.slow
+def test_a_huge_text_is_truncated_like_any_text(served: str) -> None:
+    huge = "这个产品很好用，物流也很快。" * 30_000  # 1.2 MB of UTF-8
+    head = huge[:2000]  # more tokens than any max_seq_length keeps
+    response = invoke(served, {"inputs": [huge, head]})
+    assert response.status_code == 200, response.text[:500]
+    whole, truncated = response.json()["predictions"]
+    assert whole["label"] == truncated["label"]
+    assert whole["confidence"] == pytest.approx(truncated["confidence"], rel=1e-5)
+
+
+@pytest.mark.slow
+def test_concurrent_clients_get_the_sequential_answers(registered: tuple[str, Path], served: str) -> None:
+    texts, _ = job_predictions(registered[1])
+    batches = [[texts[(i + k) % len(texts)] for k in range(1 + i % 5)] for i in range(64)]
+
+    def answers(batch: list[str]) -> list[dict[str, Any]]:
+        response = invoke(served, {"inputs": batch})
+        assert response.status_code == 200, response.text[:500]
+        return response.json()["predictions"]
+
+    sequential = [answers(batch) for batch in batches]
+    with ThreadPoolExecutor(max_workers=16) as clients:
+        concurrent = list(clients.map(answers, batches))
+    assert [[p["label"] for p in a] for a in concurrent] == [[p["label"] for p in a] for a in sequential]
+    for together, alone in zip(concurrent, sequential, strict=True):
+        assert [p["confidence"] for p in together] == pytest.approx(
+            [p["confidence"] for p in alone], rel=1e-6
+        )
+
+
+@pytest.mark.slow
 def test_sweep_selects_its_winner_and_registers_the_champion(
     run_cli: RunCli, user_overrides: list[str], tmp_path: Path
 ) -> None:

@@ -173,6 +173,64 @@ def page_text(dom: str) -> str:
     return "\n".join(parser.parts)
 
 
+# Elements without an end tag: they neither open nor close a cell's content.
+_VOID = frozenset(
+    ("area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr")
+)
+
+
+def _decoded(value: str) -> str:
+    """An attribute value with its entities decoded, however often escaped (AG Grid escapes twice)."""
+    while (once := html.unescape(value)) != value:
+        value = once
+    return value
+
+
+class _Cells(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.cells: dict[str, list[str]] = {}
+        self._column: str | None = None
+        self._depth = 0
+        self._text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _VOID:
+            return
+        if self._column is not None:
+            self._depth += 1
+            return
+        values = dict(attrs)
+        if values.get("role") == "gridcell" and values.get("col-id"):
+            self._column, self._depth, self._text = _decoded(values["col-id"] or ""), 1, []
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._column is None or tag in _VOID:
+            return
+        self._depth -= 1
+        if self._depth == 0:
+            self.cells.setdefault(self._column, []).append(" ".join(self._text))
+            self._column = None
+
+    def handle_data(self, data: str) -> None:
+        if self._column is not None and data.strip():
+            self._text.append(data.strip())
+
+
+def grid_cells(dom: str) -> dict[str, list[str]]:
+    """The text of each rendered table cell (AG Grid's role="gridcell"), by column id, in DOM order.
+
+    Column ids as MLflow names them: "metrics.`accuracy`", "params.`batch_size`",
+    "attributes.`Run Name`" in the runs table; "name", "source_run_id" and
+    'metrics.{"metricKey":"accuracy","datasetName":...}' in the Models tab. Only the columns inside
+    the window are rendered, and the row order in the DOM need not be the order on screen.
+    """
+    parser = _Cells()
+    parser.feed(dom)
+    parser.close()
+    return parser.cells
+
+
 def missing(dom: str, expected: Iterable[str]) -> list[str]:
     """Those of `expected` that appear neither in the DOM's text nor in its attributes."""
     text = page_text(dom)
