@@ -7,12 +7,12 @@ import platform
 from pathlib import Path
 
 from pipeline.core.cpu import notable_flags
+from pipeline.core.environment import environment_tags
 from pipeline.core.files import atomic_write_text
 from pipeline.core.tokenizer import Encoded
 from pipeline.options.config import Config, compose_config
-from pipeline.runner import open_engine
 from pipeline.stages.infer import InferenceResult, run_inference
-from pipeline.tracking.mlflow_runs import environment_tags
+from pipeline.stages.prepare import open_engine
 
 
 def cache_dir() -> Path:

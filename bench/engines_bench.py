@@ -26,9 +26,9 @@ from bench.common import cache_dir, demo_subset, machine_lines, replace_section,
 from bench.seed_vs_pipeline import seed_run
 from pipeline.core.data import read_labels, read_split
 from pipeline.options.config import PROJECT_ROOT, compose_config
-from pipeline.runner import serving_tokenizer
 from pipeline.stages.convert import convert
 from pipeline.stages.export import static_graph
+from pipeline.stages.prepare import model_tokenizer
 
 ENGINES = "onnxruntime,openvino,paddle_inference"
 PRECISIONS = "fp32,bf16,int8,int8_static"
@@ -83,7 +83,7 @@ def main() -> None:
 
     # The seed's approach on the same Medium graph, texts, batch and threads.
     config = compose_config("model=ernie-3.0-medium-zh", "model.weights=random")
-    tokenizer, _ = serving_tokenizer(config.model, "fast")
+    tokenizer, _ = model_tokenizer(config.model, "fast")
     cache = Path(config.cache_dir)
     converted = convert(static_graph(config.model, 2, tokenizer.pad_id, cache), config.convert, cache)
     texts = read_split(data, "dev", read_labels(data)).texts

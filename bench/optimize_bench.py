@@ -9,14 +9,16 @@ stages. Models: the demo ERNIE on the demo dev split, and the ERNIE 3.0 Medium a
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from bench.common import bench_config, best_of, machine_lines, ms_per_sample, parse_arguments, table
 from pipeline import PROJECT_ROOT
-from pipeline.core.data import read_labels, read_split
+from pipeline.core.data import dataset_dir, read_labels, read_split
 from pipeline.core.files import atomic_write_text
-from pipeline.runner import dataset_dir, prepare_model, serving_tokenizer
 from pipeline.stages.evaluate import accuracy
+from pipeline.stages.prepare import model_tokenizer, prepare_model
 
 INT8_VARIANTS = [
     [],
@@ -48,7 +50,7 @@ def bench_model(
     base_ms = None
     for label, overrides in variants(include_fp16):
         config = bench_config(args, *model_overrides, *overrides)
-        tokenizer, _ = serving_tokenizer(config.model, config.infer.tokenizer)
+        tokenizer, _ = model_tokenizer(config.model, config.infer.tokenizer)
         encoded = tokenizer.encode(texts, config.max_seq_length)
         model = prepare_model(config, 2, tokenizer)
         result = best_of(config, model.path, encoded)
@@ -84,7 +86,7 @@ def bench_model(
 def main() -> None:
     args = parse_arguments(__doc__, PROJECT_ROOT / "docs" / "benchmarks" / "optimize.md")
 
-    data_dir = dataset_dir(bench_config(args))
+    data_dir = dataset_dir(None, Path(bench_config(args).cache_dir))
     dev = read_split(data_dir, "dev", read_labels(data_dir))
     lines = [
         "# Optimization variants",

@@ -20,14 +20,14 @@ import onnxruntime as ort
 
 from bench.common import bench_config, machine_lines, parse_arguments, replace_section, table
 from pipeline import DEMO_MODEL_DIR, PROJECT_ROOT
-from pipeline.core.data import read_labels, read_split
+from pipeline.core.data import dataset_dir, read_labels, read_split
 from pipeline.core.tokenizer import load_tokenizer
 from pipeline.options.config import ArchitectureConfig, Config
-from pipeline.runner import dataset_dir, open_engine, prepare_model, run_texts, serving_tokenizer
 from pipeline.stages.convert import convert
 from pipeline.stages.evaluate import accuracy, latency_metrics
 from pipeline.stages.export import static_graph
-from pipeline.stages.infer import pad_batch
+from pipeline.stages.infer import pad_batch, run_texts
+from pipeline.stages.prepare import model_tokenizer, open_engine, prepare_model
 
 MODELS = {
     "demo ERNIE": [],
@@ -64,7 +64,7 @@ def seed_run(onnx_path: Path, int8: bool, texts: list[str], args) -> tuple[np.nd
 
 def pipeline_run(config: Config, texts: list[str]) -> dict:
     """The job's own stages: prepare_model (convert + optimize), open_engine, run_texts."""
-    tokenizer, _ = serving_tokenizer(config.model, config.infer.tokenizer)
+    tokenizer, _ = model_tokenizer(config.model, config.infer.tokenizer)
     model = prepare_model(config, 2, tokenizer)
     result = run_texts(config, texts, tokenizer, open_engine(config, model.path), "pipeline")
     cache = Path(config.cache_dir)
@@ -107,7 +107,7 @@ def _timed(fn) -> float:
 def main() -> None:
     args = parse_arguments(__doc__, PROJECT_ROOT / "docs" / "BENCHMARKS.md")
 
-    data_dir = dataset_dir(bench_config(args))
+    data_dir = dataset_dir(None, Path(bench_config(args).cache_dir))
     dev = read_split(data_dir, "dev", read_labels(data_dir))
     rows = []
     gflops_lines = []
