@@ -15,6 +15,7 @@ import time
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm import tqdm
@@ -213,15 +214,21 @@ def pretrain_mlm(
     return model.ernie.state_dict(), epoch_losses
 
 
-def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict:
-    """Trains, evaluates on dev and exports to `out_dir/export/float32`; returns the metrics."""
-    import paddle
-    from paddlenlp.transformers import ErnieConfig, ErnieForSequenceClassification, ErnieTokenizer
+@dataclass
+class TrainingData:
+    tokenizer: Any
+    train_ids: list[list[int]]
+    train_labels: list[int]
+    soft: np.ndarray | None  # the n-gram teacher's probabilities (distillation), or None
+    dev_ids: list[list[int]]
+    dev_labels: list[int]
+    n_labels: int
 
-    paddle.set_device("cpu")
-    paddle.base.core.set_num_threads(cfg.threads)
-    paddle.seed(cfg.seed)
-    rng = random.Random(cfg.seed)
+
+def training_data(dataset_dir: Path, out_dir: Path, cfg: TrainConfig, rng: random.Random) -> TrainingData:
+    """The demo split's texts as token ids, with a vocabulary built from them (saved in out_dir/tokenizer)."""
+    from paddlenlp.transformers import ErnieTokenizer
+
     labels = read_labels(dataset_dir)
     train = read_split(dataset_dir, "train", labels)
     dev = read_split(dataset_dir, "dev", labels)
@@ -247,10 +254,17 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
         train_ids += encode(extra)
         train_labels = list(train_labels) + extra_soft.argmax(axis=1).tolist()
         soft = np.concatenate([soft, extra_soft]) if soft is not None else None
-    dev_ids = encode(dev.texts)
+    return TrainingData(
+        tokenizer, train_ids, list(train_labels), soft, encode(dev.texts), dev.label_ids, len(labels)
+    )
+
+
+def new_classifier(data: TrainingData, cfg: TrainConfig):
+    """A freshly initialised ERNIE classifier of `cfg`'s shape over the demo vocabulary."""
+    from paddlenlp.transformers import ErnieConfig, ErnieForSequenceClassification
 
     config = ErnieConfig(
-        vocab_size=len(tokenizer.vocab),
+        vocab_size=len(data.tokenizer.vocab),
         hidden_size=cfg.hidden_size,
         num_hidden_layers=cfg.num_layers,
         num_attention_heads=cfg.num_heads,
@@ -259,30 +273,32 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
         type_vocab_size=4,
         hidden_dropout_prob=cfg.dropout,
         attention_probs_dropout_prob=cfg.dropout,
-        num_labels=len(labels),
-        pad_token_id=tokenizer.pad_token_id,
+        num_labels=data.n_labels,
+        pad_token_id=data.tokenizer.pad_token_id,
     )
-    model = ErnieForSequenceClassification(config)
-    if cfg.mlm_epochs > 0:
-        encoder, _ = pretrain_mlm(config, train_ids, cfg, rng)
-        model.ernie.set_state_dict(encoder)
+    return ErnieForSequenceClassification(config), config
 
-    steps_per_epoch = math.ceil(len(train_ids) / cfg.batch_size)
-    total_steps = steps_per_epoch * cfg.epochs
+
+def fine_tune(model, data: TrainingData, cfg: TrainConfig, rng: random.Random) -> float:
+    """Supervised training (labels, and the teacher's soft labels where distilling); returns seconds."""
+    import paddle
+
+    total_steps = math.ceil(len(data.train_ids) / cfg.batch_size) * cfg.epochs
     schedule, optimizer = _warmup_adamw(model, cfg, total_steps, decay_all=False)
     loss_fn = paddle.nn.CrossEntropyLoss()
+    pad_id = data.tokenizer.pad_token_id
     started = time.perf_counter()
-    lengths = [len(ids) for ids in train_ids]
+    lengths = [len(ids) for ids in data.train_ids]
     progress = tqdm(total=total_steps, desc="train demo ERNIE", unit="step")
     for epoch in range(cfg.epochs):
         model.train()
         for batch in _batches(lengths, cfg.batch_size, rng):
-            input_ids = paddle.to_tensor(pad_batch([train_ids[i] for i in batch], tokenizer.pad_token_id))
-            target = paddle.to_tensor(np.array([train_labels[i] for i in batch], dtype="int64"))
+            input_ids = paddle.to_tensor(pad_batch([data.train_ids[i] for i in batch], pad_id))
+            target = paddle.to_tensor(np.array([data.train_labels[i] for i in batch], dtype="int64"))
             logits = model(input_ids)
             loss = loss_fn(logits, target)
-            if soft is not None:
-                soft_target = paddle.to_tensor(soft[batch])
+            if data.soft is not None:
+                soft_target = paddle.to_tensor(data.soft[batch])
                 soft_loss = paddle.nn.functional.cross_entropy(logits, soft_target, soft_label=True)
                 loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft_loss
             loss.backward()
@@ -292,21 +308,43 @@ def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict
             progress.update(1)
             progress.set_postfix(epoch=epoch + 1, loss=f"{float(loss):.3f}")
     progress.close()
-    train_seconds = time.perf_counter() - started
+    return time.perf_counter() - started
+
+
+def dev_accuracy(model, data: TrainingData, rng: random.Random) -> float:
+    import paddle
 
     model.eval()
     correct = 0
     with paddle.no_grad():
-        for batch in _batches([len(x) for x in dev_ids], 256, rng):
-            logits = model(paddle.to_tensor(pad_batch([dev_ids[i] for i in batch], tokenizer.pad_token_id)))
-            predicted = logits.argmax(axis=-1).numpy()
-            correct += sum(int(p == dev.label_ids[i]) for p, i in zip(predicted, batch, strict=True))
+        for batch in _batches([len(x) for x in data.dev_ids], 256, rng):
+            ids = pad_batch([data.dev_ids[i] for i in batch], data.tokenizer.pad_token_id)
+            predicted = model(paddle.to_tensor(ids)).argmax(axis=-1).numpy()
+            correct += sum(int(p == data.dev_labels[i]) for p, i in zip(predicted, batch, strict=True))
+    return correct / len(data.dev_ids)
+
+
+def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict:
+    """Trains, evaluates on dev and exports to `out_dir/export/float32`; returns the metrics."""
+    import paddle
+
+    paddle.set_device("cpu")
+    paddle.base.core.set_num_threads(cfg.threads)
+    paddle.seed(cfg.seed)
+    rng = random.Random(cfg.seed)
+    data = training_data(dataset_dir, out_dir, cfg, rng)
+    model, config = new_classifier(data, cfg)
+    if cfg.mlm_epochs > 0:
+        encoder, _ = pretrain_mlm(config, data.train_ids, cfg, rng)
+        model.ernie.set_state_dict(encoder)
+    train_seconds = fine_tune(model, data, cfg, rng)
+    accuracy = dev_accuracy(model, data, rng)
     model.save_pretrained(str(out_dir / "checkpoint"))
-    tokenizer.save_pretrained(str(out_dir / "checkpoint"))
+    data.tokenizer.save_pretrained(str(out_dir / "checkpoint"))
     export_static(model, out_dir / EXPORT_PREFIX, ["input_ids", "token_type_ids"])
     metrics = {
-        "dev_accuracy": correct / len(dev_ids),
-        "train_samples": len(train_ids),
+        "dev_accuracy": accuracy,
+        "train_samples": len(data.train_ids),
         "train_seconds": round(train_seconds, 1),
         "config": asdict(cfg),
     }
