@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock
+
 from pipeline.core.job_folder import read_json
 from pipeline.options.tracking import MlflowConfig
 from pipeline.tracking.store import NOTE_TAG, Store, flatten
@@ -42,11 +44,18 @@ def open_sweep_run(cfg: MlflowConfig, sweep_dir: Path, *, reopen: bool = False) 
     `reopen`: a sweep that goes on in its folder makes its ended parent RUNNING again."""
     folder = sweep_folder(sweep_dir)
     store = Store(cfg)
-    found = store.find_run(SWEEP_DIR_TAG, str(folder))
-    if found is not None:
-        if reopen and found.info.status != "RUNNING":
-            store.run(found.info.run_id).reopen()
-        return found.info.run_id, True
+    # Concurrent callers (parallel resyncs of one sweep) must not create the parent twice.
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / ".tracking.lock")):
+        found = store.find_run(SWEEP_DIR_TAG, str(folder))
+        if found is None:
+            return _create_sweep_run(store, folder), False
+    if reopen and found.info.status != "RUNNING":
+        store.run(found.info.run_id).reopen()
+    return found.info.run_id, True
+
+
+def _create_sweep_run(store: Store, folder: Path) -> str:
     record = read_sweep_record(folder)
     swept = " ".join(record.get("overrides") or [])
     tags = {
@@ -57,7 +66,7 @@ def open_sweep_run(cfg: MlflowConfig, sweep_dir: Path, *, reopen: bool = False) 
     }
     run = store.run(store.create_run(f"sweep {folder.name}", tags))
     run.log_params({"sweep.overrides": swept, "sweep.dir": str(folder)})
-    return run.run_id, False
+    return run.run_id
 
 
 def log_sweep_folder(cfg: MlflowConfig, sweep_dir: Path, *, finished: bool = True) -> str:
