@@ -6,7 +6,7 @@ Runs `python run.py -m precision=fp32,int8 batch_size=8,32 infer.predict_data=fa
 demo model) into a temporary folder and SQLite store, serves that store with `mlflow ui`, and has
 headless Chromium (tests/helpers/browser.py) write into --out:
 
-    dashboard_runs.png    the project's link: the runs table with its columns, the sweep unfolded
+    dashboard_runs.png    the project's link: every job with its metrics, best accuracy first
     dashboard_models.png  the Models tab: one LoggedModel per job, with its metrics on demo/dev
     dashboard_sweep.png   the sweep's parent run: the selection rule, the winner, its child runs
 
@@ -48,17 +48,6 @@ def run_sweep(folder: Path) -> str:
     if result.returncode != 0:
         sys.exit(f"the demo sweep failed ({result.returncode}):\n{result.stderr[-3000:]}")
     return uri
-
-
-def unfold_sweeps(uri: str, experiment_id: str) -> None:
-    """Has the runs table show each sweep's jobs under it, as a click on its "+" would (a screenshot
-    cannot click): the UI unfolds, on a browser's first visit, the parents of runs tagged
-    mlflow.runType=evaluation (MLflow 3.17's runs table, not a documented API)."""
-    from mlflow import MlflowClient
-
-    client = MlflowClient(uri)
-    for run in client.search_runs([experiment_id], filter_string="tags.`mlflow.parentRunId` != ''"):
-        client.set_tag(run.info.run_id, "mlflow.runType", "evaluation")
 
 
 def free_port(host: str) -> int:
@@ -117,11 +106,10 @@ def main() -> None:
         client = MlflowClient(uri)
         experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
         parent = client.search_runs([experiment_id], filter_string="tags.sweep_dir != ''")[0].info.run_id
-        unfold_sweeps(uri, experiment_id)
         with mlflow_ui(uri, args.host, folder / "mlflow-ui.log") as base:
             pages = {
-                "dashboard_runs.png": (runs_page(base, experiment_id), args.width, 640),
-                "dashboard_models.png": (mlflow_models_url(base, experiment_id), args.width + 300, 480),
+                "dashboard_runs.png": (runs_page(base, experiment_id), args.width, 600),
+                "dashboard_models.png": (mlflow_models_url(base, experiment_id), args.width + 300, 420),
                 "dashboard_sweep.png": (
                     f"{base}/#/experiments/{experiment_id}/runs/{parent}?workflowType=machine_learning",
                     2000,

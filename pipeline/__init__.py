@@ -1,7 +1,7 @@
 """Convert, optimize, run and evaluate PaddleNLP ERNIE classifiers as Hydra experiments tracked in MLflow.
 
-Layers, bottom up (checked by import-linter, `make lint`): core -> runtimes -> options -> stages
--> serving -> runner | tracking -> job | sweep. docs/architecture.md explains each.
+Layers, bottom up (checked by import-linter, `make lint`): core -> runtimes -> options ->
+stages | tracking -> runner | serving | demo -> job | sweep | cli. docs/architecture.md explains each.
 """
 
 from pathlib import Path

@@ -15,7 +15,14 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.core.errors import ConfigError, PipelineError, TrackingError, UnsupportedCombination
-from pipeline.core.job_folder import TRACKING_FILE, job_name, update_job_record, write_job_status, write_json
+from pipeline.core.job_folder import (
+    TRACKING_FILE,
+    job_name,
+    swept_names,
+    update_job_record,
+    write_job_status,
+    write_json,
+)
 from pipeline.options.config import Config, validate
 from pipeline.options.paths import check_paths
 from pipeline.runner.evaluate import evaluate_job
@@ -44,13 +51,14 @@ def run_job(cfg: DictConfig) -> float | list[float] | None:
     hydra = HydraConfig.get()
     job_dir = Path(hydra.runtime.output_dir).absolute()
     multirun = hydra.mode == RunMode.MULTIRUN
-    overrides = list(hydra.overrides.task)
+    sweep_dir = Path(hydra.sweep.dir).absolute() if multirun else None
+    # A sweep's jobs are named by what they sweep; the overrides they share are in the parent run.
+    overrides = swept_names(list(hydra.overrides.task), sweep_dir)
     checked = _validated(cfg, job_dir, multirun)
     if isinstance(checked, Outcome):
         write_job_status(job_dir, checked.status, checked.error)
         outcome = checked
     else:
-        sweep_dir = Path(hydra.sweep.dir).absolute() if multirun else None
         outcome = execute(checked, job_dir, overrides, OmegaConf.to_yaml(cfg, resolve=True), sweep_dir)
     _report(outcome, job_name(overrides), job_dir, multirun)
     return _objectives(outcome)

@@ -25,6 +25,7 @@ CONFUSION_FILE = "confusion_matrix.png"
 JOB_STATUS_FILE = "job_status.json"  # FINISHED | FAILED | SKIPPED, and the error
 TRACKING_FILE = "tracking.json"  # the MLflow run, or why the store did not take it
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"  # Hydra writes it; sweeps list jobs by it
+SWEEP_FILE = "sweep.json"  # in a sweep folder: what was swept, then the outcome (pipeline.sweep)
 # Reports a run carries as artifacts, where the job wrote them (per_class.json goes in as a table).
 ARTIFACT_FILES = (METRICS_FILE, CONFIG_FILE, PER_CLASS_FILE, CONFUSION_FILE, PREDICTIONS_FILE)
 
@@ -84,6 +85,20 @@ def job_overrides(job_dir: Path) -> list[str]:
     if not path.is_file():
         return []
     return [str(o) for o in yaml.safe_load(path.read_text(encoding="utf-8")) or []]
+
+
+def sweep_of(job_dir: Path) -> Path | None:
+    """The sweep folder a job belongs to (its sweep.json is there), or None for a single run."""
+    parent = Path(job_dir).absolute().parent
+    return parent if (parent / SWEEP_FILE).is_file() else None
+
+
+def swept_names(overrides: list[str], sweep_dir: Path | None) -> list[str]:
+    """The overrides that tell a sweep's jobs apart (the swept keys); all of them for a single run."""
+    if sweep_dir is None:
+        return overrides
+    swept = set((read_json(sweep_dir / SWEEP_FILE) or {}).get("swept_keys") or [])
+    return [o for o in overrides if o.lstrip("+~").split("=", 1)[0] in swept] or overrides
 
 
 def record_lost_job(job_dir: Path, overrides: list[str], error: str) -> None:

@@ -1,4 +1,4 @@
-"""How this project starts or joins a Ray cluster (sweeps and predict.engine=ray alike)."""
+"""How this project starts or joins a Ray cluster (sweeps and predict.executor=ray alike)."""
 
 from __future__ import annotations
 

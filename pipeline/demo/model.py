@@ -384,6 +384,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         metrics = train_demo_model(demo_dataset(args.cache_dir), work, cfg)
         (work / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        if (out / "README.md").is_file():  # the recipe and its history stay with the model
+            shutil.copy2(out / "README.md", work / "README.md")
         if out.exists():
             shutil.rmtree(out)
         os.replace(work, out)

@@ -158,7 +158,7 @@ class InferConfig:
 
 @dataclass
 class PredictConfig:
-    """mode=predict: a corpus of one text per line -> DIR/part-NNNNN.jsonl (README, "Predicting a corpus")."""
+    """mode=predict: a corpus of one text per line -> DIR/part-NNNNN.jsonl (docs/prediction.md)."""
 
     input: str | None = None  # the texts, one per line (blank lines are skipped, numbering kept)
     output: str | None = None  # a folder; default: predictions/ in the job's folder

@@ -1,8 +1,4 @@
-"""Where and how runs are tracked: the `mlflow` options and the tracking database's location.
-
-Kept free of heavy imports: the helper process that writes a single run's MLflow run
-(run_process.py) needs only this before MLflow itself.
-"""
+"""Where and how runs are tracked: the `mlflow` options and the tracking database's location."""
 
 from __future__ import annotations
 

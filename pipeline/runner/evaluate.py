@@ -99,7 +99,7 @@ def record_model(
                 "batch_size": config.batch_size,
                 "max_seq_length": config.max_seq_length,
                 "padding": config.infer.padding,
-                "tokenizer": "fast" if config.infer.tokenizer == "auto" else config.infer.tokenizer,
+                "tokenizer": config.infer.tokenizer,
                 "num_threads": config.device.threads,
             },
         },

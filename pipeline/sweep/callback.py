@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from pipeline.core.errors import TrackingError
 from pipeline.core.files import atomic_write_text
-from pipeline.core.job_folder import write_json
+from pipeline.core.job_folder import JOB_FILE, SWEEP_FILE, write_json
 from pipeline.options.config import SelectConfig
 from pipeline.options.tracking import MlflowConfig
 from pipeline.sweep.pareto import write_pareto
@@ -24,9 +25,27 @@ from pipeline.sweep.selection import Selection, select_winner, write_selection
 from pipeline.sweep.summary import SUMMARY_COLUMNS, sweep_rows, write_sweep_summary
 from pipeline.tracking.job_record import JOB_DIR_TAG, tracking_state
 from pipeline.tracking.store import CredentialsRefused, Store
-from pipeline.tracking.sweep_record import SWEEP_FILE, log_sweep_folder, open_sweep_run, sweep_folder
+from pipeline.tracking.sweep_record import log_sweep_folder, open_sweep_run, sweep_folder
 
 BASE_CONFIG_FILE = "base_config.yaml"
+
+
+def swept_keys(config: DictConfig) -> list[str]:
+    """The keys whose values differ between the sweep's jobs: swept on the command line (a,b,
+    choice(...), range(...)) or in the sweeper's `params` (Optuna's search space)."""
+    parsed = OverridesParser.create().parse_overrides([str(o) for o in config.hydra.overrides.task])
+    keys = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+    keys |= {str(key) for key in config.hydra.sweeper.get("params") or {}}
+    # An Optuna search also tries each precision's own options (pipeline.options.search_space).
+    if config.hydra.sweeper.get("custom_search_space"):
+        keys |= {f"precision.{key}" for key in _precision_option_keys()}
+    return sorted(keys)
+
+
+def _precision_option_keys() -> set[str]:
+    from pipeline.options.precisions import PRECISIONS
+
+    return {key for name in PRECISIONS.names() for key in PRECISIONS.get(name).search_options}
 
 
 def _mlflow_config(config: DictConfig) -> MlflowConfig:
@@ -43,7 +62,8 @@ class SweepTracking(Callback):
         base.pop("hydra", None)
         atomic_write_text(sweep_dir / BASE_CONFIG_FILE, OmegaConf.to_yaml(base))
         overrides = [str(o) for o in config.hydra.overrides.task]
-        write_json(sweep_dir / SWEEP_FILE, {"overrides": overrides, "files": [BASE_CONFIG_FILE]})
+        record = {"overrides": overrides, "swept_keys": swept_keys(config), "files": [BASE_CONFIG_FILE]}
+        write_json(sweep_dir / SWEEP_FILE, record)
         mlflow_config = _mlflow_config(config)
         if not mlflow_config.enabled:
             return
@@ -82,9 +102,9 @@ class SweepTracking(Callback):
 
 def _report_untracked(sweep_dir: Path, rows: list[dict[str, object]], reasons: list[str]) -> None:
     """One line for every job (and the parent run) the store did not take, with the first reason."""
-    states = {
-        str(r["job"]): tracking_state(sweep_dir / str(r["job"])) for r in rows if r["status"] != "SKIPPED"
-    }
+    # Jobs that ran (SKIPPED jobs and invalid configs have no run to record).
+    ran = [str(r["job"]) for r in rows if (sweep_dir / str(r["job"]) / JOB_FILE).is_file()]
+    states = {job: tracking_state(sweep_dir / job) for job in ran}
     untracked = [job for job, state in states.items() if "run_id" not in state]
     reasons += [state["error"] for job, state in states.items() if "error" in state and job in untracked]
     if not untracked and not reasons:
@@ -137,6 +157,7 @@ def sweep_outcome(
     table = {column: [row.get(column) for row in rows] for column in SUMMARY_COLUMNS}
     return {
         "overrides": [str(o) for o in config.hydra.overrides.task],
+        "swept_keys": swept_keys(config),
         "files": [BASE_CONFIG_FILE, *files],
         "metrics": {k: v for k, v in metrics.items() if v is not None},
         "tags": tags,

@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.core.files import atomic_write_text
-from pipeline.core.job_folder import METRICS_FILE, job_name, job_overrides, job_status, read_json
+from pipeline.core.job_folder import METRICS_FILE, job_name, job_overrides, job_status, read_json, swept_names
 from pipeline.core.plots import new_figure, save_figure
 
 SUMMARY_COLUMNS = (
@@ -30,7 +30,8 @@ SUMMARY_COLUMNS = (
 
 
 def _job_row(job_dir: Path) -> dict[str, object]:
-    row: dict[str, object] = {"job": job_dir.name, "overrides": job_name(job_overrides(job_dir))}
+    name = job_name(swept_names(job_overrides(job_dir), job_dir.parent))
+    row: dict[str, object] = {"job": job_dir.name, "overrides": name}
     status = job_status(job_dir)
     row["status"] = status.get("status", "UNKNOWN")
     row["error"] = status.get("error", "")

@@ -30,6 +30,7 @@ from pipeline.core.job_folder import (
     job_overrides,
     job_status,
     read_json,
+    sweep_of,
     write_json,
 )
 from pipeline.options.tracking import MlflowConfig
@@ -38,7 +39,9 @@ from pipeline.tracking.store import NOTE_TAG, Store, TrackedRun, flatten
 
 # Every job's run names its output folder: resync finds it by that.
 JOB_DIR_TAG = "job_dir"
-SWEEP_TAG = "sweep"  # a sweep job's run names its sweep folder (its parent run is tagged sweep_dir)
+# A sweep job's run names its sweep (the folder's name: a column of the runs table); the parent run
+# holds the whole path in `sweep_dir`.
+SWEEP_TAG = "sweep"
 _TERMINAL = ("FINISHED", "FAILED")
 
 
@@ -87,7 +90,7 @@ class JobFolder:
         if self.error:
             tags["error"] = self.error
         if sweep_dir is not None:
-            tags[SWEEP_TAG] = str(sweep_dir)
+            tags[SWEEP_TAG] = sweep_dir.name
         tags[NOTE_TAG] = describe_job(self)
         return tags
 
@@ -115,12 +118,6 @@ def describe_job(job: JobFolder) -> str:
             "agree with FP32's."
         )
     return f"{what}{on}. {result} Job folder: {job.path}"
-
-
-def sweep_of(job_dir: Path) -> Path | None:
-    """The sweep folder a job belongs to (Hydra writes its multirun.yaml there), or None."""
-    parent = Path(job_dir).absolute().parent
-    return parent if (parent / "multirun.yaml").is_file() else None
 
 
 def log_job_folder(job_dir: Path, cfg: MlflowConfig, parent_run_id: str | None = None) -> str:

@@ -18,9 +18,9 @@ from pathlib import Path
 import yaml
 
 from pipeline.core.errors import PipelineError, TrackingError
-from pipeline.core.job_folder import CONFIG_FILE, job_status
+from pipeline.core.job_folder import CONFIG_FILE, SWEEP_FILE, job_status, sweep_of
 from pipeline.options.tracking import MlflowConfig
-from pipeline.tracking.job_record import log_job_folder, sweep_of
+from pipeline.tracking.job_record import log_job_folder
 from pipeline.tracking.sweep_record import log_sweep_folder, parent_run_id
 
 
@@ -37,7 +37,7 @@ def recorded_mlflow(folder: Path) -> MlflowConfig:
 
 
 def is_sweep(folder: Path) -> bool:
-    return (folder / "multirun.yaml").is_file()
+    return (folder / SWEEP_FILE).is_file()
 
 
 def sweep_jobs(sweep_dir: Path) -> list[Path]:

@@ -12,14 +12,13 @@ from typing import Any
 
 from filelock import FileLock
 
-from pipeline.core.job_folder import read_json
+from pipeline.core.job_folder import SWEEP_FILE, read_json
 from pipeline.options.tracking import MlflowConfig
 from pipeline.tracking.store import NOTE_TAG, Store, flatten
 
 # The parent run's tag that jobs find it by: through the tracking store, so that a job on
 # another machine finds it too.
 SWEEP_DIR_TAG = "sweep_dir"
-SWEEP_FILE = "sweep.json"
 
 
 def sweep_folder(sweep_dir: str | Path) -> Path:

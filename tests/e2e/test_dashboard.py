@@ -45,7 +45,6 @@ GENAI_ONLY = ("Detect Issues", "Evaluation runs", "Agent versions", "Training ru
 # The sort that lists a sweep's child runs as rows of their own: sorted by start time (the default
 # and the project's view) the table folds them under their parent, behind a "+" only a click opens.
 BY_ACCURACY = "metrics.`accuracy`"
-FLAT_VIEW_KEY = "ernie-by-accuracy"  # the project's view, sorted by accuracy: set in this test's store
 
 
 @dataclass(frozen=True)
@@ -109,9 +108,6 @@ def dashboard(
     assert len(parents) == 1 and len(children) == 2
     model_names = sorted(m.name for m in client.search_logged_models([experiment_id]))
     assert len(model_names) == 2
-    # A variant of the project's view, to show what it would look like sorted by a metric.
-    flat = {**RUNS_VIEW, "orderByKey": BY_ACCURACY, "orderByAsc": False}
-    client.set_experiment_tag(experiment_id, f"mlflow.sharedViewState.{FLAT_VIEW_KEY}", json.dumps(flat))
 
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -125,7 +121,7 @@ def view_columns() -> list[str]:
     return list(cast(list[str], RUNS_VIEW["selectedColumns"]))
 
 
-def test_the_project_link_opens_the_runs_table_with_its_columns(dashboard: Dashboard) -> None:
+def test_the_project_link_opens_the_runs_table_every_job_with_its_metrics(dashboard: Dashboard) -> None:
     # The link every job folder records (tracking.json), on the UI's own address.
     recorded = json.loads((dashboard.sweep / "0" / "tracking.json").read_text(encoding="utf-8"))["runs_page"]
     assert recorded == runs_page(dashboard.tracking_uri, dashboard.experiment_id)
@@ -134,14 +130,23 @@ def test_the_project_link_opens_the_runs_table_with_its_columns(dashboard: Dashb
     parent = dashboard.parent.info.run_name
     assert parent == "sweep sweep"
 
-    dom = rendered(url, [parent, "You're viewing a shared view"])
+    children = [c.info.run_name for c in dashboard.children]
+    dom = rendered(url, [parent, *children, "You're viewing a shared view"])
     text = page_text(dom)
-    assert missing(dom, [parent, "You're viewing a shared view", GLOSSARY.splitlines()[0]]) == []
+    assert missing(dom, [parent, *children, "You're viewing a shared view", GLOSSARY.splitlines()[0]]) == []
     assert text.startswith("Runs - Experiment"), text[:200]  # the page's title: the runs table
     assert not_genai(dom) == []
     cells = grid_cells(dom)
     assert [c for c in view_columns() if c not in cells] == [], sorted(cells)  # the view's columns
     assert any(parent in name for name in cells["attributes.`Run Name`"])
+    # Every job on its own row with its metrics (the sweep's row has none: "-"), best accuracy first.
+    for metric in ("accuracy", "latency_ms"):
+        expected = [js_number(c.data.metrics[metric]) for c in dashboard.children]
+        assert sorted(cells[f"metrics.`{metric}`"]) == sorted([*expected, "-"]), metric
+    best = max(dashboard.children, key=lambda c: c.data.metrics["accuracy"])
+    assert cells["metrics.`accuracy`"][0] == js_number(best.data.metrics["accuracy"])
+    assert sorted(cells["params.`precision.name`"]) == ["-", "fp32", "int8"]
+    assert sorted(cells["tags.`sweep`"]) == ["-", "sweep", "sweep"]
 
 
 def test_sorted_by_a_metric_the_table_lists_every_job_its_dataset_and_model(dashboard: Dashboard) -> None:
@@ -154,18 +159,6 @@ def test_sorted_by_a_metric_the_table_lists_every_job_its_dataset_and_model(dash
     assert sorted(cells["attributes.`Models`"]) == sorted([*dashboard.model_names, "-"])  # "-": the parent
     datasets = cells["attributes.`Dataset`"]
     assert sum(d.startswith("demo/dev (") for d in datasets) == 2, datasets
-
-
-def test_the_view_sorted_by_accuracy_shows_every_job_with_its_metrics(dashboard: Dashboard) -> None:
-    url = mlflow_runs_url(dashboard.base, dashboard.experiment_id, view_key=FLAT_VIEW_KEY)
-    children = [c.info.run_name for c in dashboard.children]
-    dom = rendered(url, children)
-    assert missing(dom, [dashboard.parent.info.run_name, *children, "You're viewing a shared view"]) == []
-    cells = grid_cells(dom)
-    for metric in ("accuracy", "latency_ms"):
-        expected = [js_number(c.data.metrics[metric]) for c in dashboard.children]
-        assert sorted(cells[f"metrics.`{metric}`"]) == sorted([*expected, "-"]), metric
-    assert sorted(cells["params.`precision.name`"]) == ["-", "fp32", "int8"]
 
 
 def test_the_models_tab_lists_each_job_model_with_its_metrics(dashboard: Dashboard) -> None:

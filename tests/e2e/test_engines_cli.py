@@ -31,7 +31,10 @@ def test_invalid_combination_is_skipped_in_a_sweep(
         "hydra.sweep.dir=sweep",
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "skipped engine=paddle_inference,precision=int8_static" in result.stdout
+    assert (
+        "skipped engine=paddle_inference: engine=paddle_inference does not run precision=int8_static"
+        in result.stdout
+    )
     statuses = {
         r["overrides"].split(",")[0]: r["status"]
         for r in csv.DictReader((tmp_path / "sweep" / "summary.csv").open())

@@ -112,7 +112,7 @@ def test_latency_grid_runs_one_cell(run_cli: RunCli, user_overrides: list[str], 
     assert result.returncode == 0, result.stderr[-3000:]
     rows = list(csv.DictReader((tmp_path / "sweep" / "summary.csv").open()))
     assert [(r["overrides"], r["status"]) for r in rows] == [
-        ("precision=int8,batch_size=8,max_seq_length=64,experiment=latency_grid", "FINISHED")
+        ("precision=int8,batch_size=8,max_seq_length=64", "FINISHED")
     ]
     assert not (tmp_path / "sweep" / "0" / "predictions.jsonl").exists()  # the preset turns predictions off
 

@@ -26,9 +26,11 @@ def test_training_command_writes_a_complete_model(
     out = tmp_path / "demo-model"
     out.mkdir()
     (out / "stale.txt").write_text("from an older model")
+    (out / "README.md").write_text("the recipe")
     main(["--out", str(out), "--cache-dir", str(cache_dir), "--epochs", "1", "--max-train-samples", "256"])
 
     assert not (out / "stale.txt").exists(), "the old model is replaced as a whole"
+    assert (out / "README.md").read_text() == "the recipe", "its README stays"
     for name in (
         "export/float32.json",
         "export/float32.pdiparams",
