@@ -44,8 +44,11 @@ format: setup
 demo-model: setup
 	$(PY) -m pipeline.demo.model --out assets/demo-model
 
+# The UI over the default SQLite store; it prints the link to the runs table first.
+MLFLOW_UI_PORT ?= 5000
 mlflow-ui: setup
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
+	$(PY) -m pipeline.tracking link --tracking-uri sqlite:///$(CURDIR)/mlflow.db --ui http://127.0.0.1:$(MLFLOW_UI_PORT)
+	$(VENV)/bin/mlflow ui --host 127.0.0.1 --port $(MLFLOW_UI_PORT) --backend-store-uri sqlite:///$(CURDIR)/mlflow.db
 
 # A tracking server a team (or a Ray cluster's jobs) shares (pipeline/tracking/server.py): runs in
 # a SQLite database in MLFLOW_SERVER_DIR, or in PostgreSQL with MLFLOW_BACKEND_URI=postgresql://...;

@@ -1,3 +1,3 @@
-from pipeline.tracking.resync import main
+from pipeline.tracking.cli import main
 
 main()

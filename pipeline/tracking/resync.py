@@ -1,7 +1,5 @@
 """Makes the MLflow runs of job folders whole again: for jobs whose tracking store failed.
 
-    python -m pipeline.tracking resync DIR [DIR ...] [--tracking-uri URI] [--experiment NAME]
-
 DIR is a job's output folder or a sweep folder (its parent run and every job). The folders are
 the record: a run the store left RUNNING or half-logged is completed, one it never got is
 created (nested under its sweep's parent run), a complete one is left as it is. A job that
@@ -10,14 +8,12 @@ finished is FINISHED in MLflow, whatever happened to the store meanwhile.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 
 import yaml
 
-from pipeline.core.errors import PipelineError, TrackingError
+from pipeline.core.errors import TrackingError
 from pipeline.core.job_folder import CONFIG_FILE, SWEEP_FILE, job_status, sweep_of
 from pipeline.options.tracking import MlflowConfig
 from pipeline.tracking.job_record import log_job_folder
@@ -74,22 +70,3 @@ def resync(folder: Path, tracking_uri: str | None = None, experiment: str | None
     lines = [f"{job}: run {log_job_folder(job, cfg, parent)}" for job in sweep_jobs(folder)]
     log_sweep_folder(cfg, folder)
     return [f"{folder}: parent run {parent}", *lines]
-
-
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.tracking", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    command = commands.add_parser("resync", help="make the MLflow runs of job or sweep folders whole")
-    command.add_argument("folders", nargs="+", type=Path, metavar="DIR")
-    command.add_argument("--tracking-uri", help="default: the job's own mlflow.tracking_uri")
-    command.add_argument("--experiment", help="default: the job's own mlflow.experiment_name")
-    args = parser.parse_args(argv)
-    failed = False
-    for folder in args.folders:
-        try:
-            for line in resync(folder, args.tracking_uri, args.experiment):
-                print(line)
-        except PipelineError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            failed = True
-    sys.exit(2 if failed else 0)

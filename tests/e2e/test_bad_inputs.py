@@ -126,7 +126,7 @@ def test_tokenizer_of_another_model_is_named_with_both_sizes(
 @pytest.mark.parametrize(
     ("breakage", "expected"),
     [
-        ("dataset is a file", "error: {data_file}: dataset.dir is a file; expected a folder with label.txt"),
+        ("dataset is a file", "error: dataset.dir={data_file} is a file; expected a folder with label.txt"),
         ("prefix is a folder", "error: model.path_prefix={export} is a folder (it holds float32.pdiparams)"),
         (
             "label.txt is a folder",
