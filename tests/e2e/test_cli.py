@@ -24,7 +24,7 @@ def test_user_model_runs_from_the_default_config(
 @pytest.mark.parametrize(
     ("override", "expected"),
     [
-        ("dataset.dir=/no/such/data", "error: /no/such/data: dataset folder not found"),
+        ("dataset.dir=/no/such/data", "error: dataset.dir=/no/such/data does not exist; expected a folder"),
         (
             "model.path_prefix=/no/such/export/float32",
             "error: no static-graph model at /no/such/export/float32.json",

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from pipeline import PROJECT_ROOT
 from pipeline.tracking.store import runs_page
 from tests.conftest import RunCli, free_port, runs_by_kind
 from tests.helpers.mlflow_server import (
@@ -242,7 +243,7 @@ def test_a_sweep_on_postgresql_with_accounts(
 
 
 def test_the_makefile_target_runs_the_server_script_on_127_0_0_1() -> None:
-    root = Path(__file__).resolve().parents[1]
+    root = PROJECT_ROOT
     env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_HOST", "MLFLOW_PORT")}
     result = subprocess.run(
         ["make", "-n", "--no-print-directory", "mlflow-server"],
