@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from pipeline import PROJECT_ROOT
+from tests.helpers.without import run_without
 
 optuna = pytest.importorskip("optuna")
 
@@ -63,22 +64,8 @@ CONFIG = {
     },
 }
 
+
 # What `import optuna` does without the extra; runs the script as `python SCRIPT ARGS` would.
-WITHOUT_OPTUNA = """
-import runpy, sys
-
-class NoOptuna:
-    def find_spec(self, name, path=None, target=None):
-        if name == "optuna" or name.startswith("optuna."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-sys.meta_path.insert(0, NoOptuna())
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
 def run_app(folder: Path, *overrides: str) -> subprocess.CompletedProcess:
     if not (folder / "app.py").exists():
         (folder / "app.py").write_text(APP)
@@ -160,19 +147,9 @@ def test_a_rerun_resumes_the_study(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
-def run_without_optuna(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", WITHOUT_OPTUNA, str(PROJECT_ROOT / "run.py"), *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_the_sweeper_plugin_loads_without_optuna(tmp_path: Path) -> None:
     """Hydra imports every plugin module on every run: ours must not need Optuna to be imported."""
-    result = run_without_optuna(tmp_path, "--hydra-help")
+    result = run_without("optuna", tmp_path, "--hydra-help")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ernie_optuna_sweeper" not in result.stderr
     assert "hydra/sweeper: basic, optuna" in result.stdout
@@ -180,8 +157,8 @@ def test_the_sweeper_plugin_loads_without_optuna(tmp_path: Path) -> None:
 
 def test_a_search_without_optuna_is_one_error_before_anything_starts(tmp_path: Path) -> None:
     store = tmp_path / "mlflow.db"
-    result = run_without_optuna(
-        tmp_path, "experiment=optuna_search", f"mlflow.tracking_uri=sqlite:///{store}"
+    result = run_without(
+        "optuna", tmp_path, "experiment=optuna_search", f"mlflow.tracking_uri=sqlite:///{store}"
     )
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.splitlines() == [
