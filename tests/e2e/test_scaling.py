@@ -44,6 +44,14 @@ def test_ray_sweep_on_a_running_cluster_tracks_into_the_server(
     assert all(c.info.status == "FINISHED" for c in children)
     assert all(c.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for c in children)
     assert parents[0].info.status == "FINISHED" and parents[0].data.metrics["jobs"] == 2
+    # The dashboard shows a Ray sweep on a server as it shows any: the parent's headline, each job's
+    # dataset and its model in the Models tab, its metrics tied to that model.
+    assert "best_accuracy" in parents[0].data.metrics and "winner_latency_ms" in parents[0].data.metrics
+    assert all(c.inputs.dataset_inputs[0].dataset.name == "demo/dev" for c in children)
+    client = mlflow.MlflowClient(mlflow_server)
+    models = client.search_logged_models([parents[0].info.experiment_id])
+    assert sorted(m.source_run_id for m in models) == sorted(c.info.run_id for c in children)
+    assert all({m.key for m in model.metrics} >= {"accuracy", "latency_ms"} for model in models)
 
     # Artifacts went through the server: another machine downloads them by run id alone.
     downloads = tmp_path / "downloads"
