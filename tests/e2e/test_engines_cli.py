@@ -75,3 +75,19 @@ def test_a_cached_run_imports_no_paddle_and_is_logged(
     assert cached.data.params["batch_size"] == "32"
     artifacts = {a.path for a in client.list_artifacts(cached.info.run_id)}
     assert artifacts >= {"metrics.json", "confusion_matrix.png"}
+
+
+def test_composing_a_config_imports_no_runtime() -> None:
+    """Engine options are light: a config (any engine) is composed without ONNX Runtime, OpenVINO,
+    Paddle or MLflow; each is imported only where a job opens a model or logs a run."""
+    probe = (
+        "import sys\n"
+        "from pipeline.options.config import compose_config\n"
+        "for engine in ('onnxruntime', 'openvino', 'paddle_inference'):\n"
+        "    compose_config(f'engine={engine}', 'precision=fp32')\n"
+        "heavy = ('onnxruntime', 'openvino', 'paddle', 'paddlenlp', 'mlflow', 'ray', 'optuna')\n"
+        "print(sorted(m for m in heavy if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=PROJECT_ROOT)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "[]"

@@ -1,5 +1,5 @@
 """Device and engine options: the device says where, the engine how; moved keys name their new home;
-a GPU request without the CUDA provider says how to fix the install; composing loads no runtime."""
+a GPU request without the CUDA provider says how to fix the install."""
 
 from __future__ import annotations
 
