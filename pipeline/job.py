@@ -175,7 +175,8 @@ def _result_line(outcome: Outcome, name: str, job_dir: Path) -> str:
 
 
 def _objectives(outcome: Outcome) -> float | list[float] | None:
-    if outcome.status != "FINISHED" or outcome.config is None:
+    """What an optimising sweeper is told: evaluate jobs' `objectives` metrics (a prediction has none)."""
+    if outcome.status != "FINISHED" or outcome.config is None or outcome.config.mode == "predict":
         return None
     names = outcome.config.objectives
     missing = [n for n in names if n not in outcome.metrics]
