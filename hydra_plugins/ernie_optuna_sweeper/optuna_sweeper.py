@@ -6,7 +6,7 @@ one per `direction`); a job that raised or returned None (this project's failed 
 is told FAIL. With a persistent `storage`, rerunning the same search continues its study:
 `n_trials` is the size of the whole study, so a rerun runs only the trials still missing; trials a
 killed search left RUNNING are told FAIL; job folder N is trial N, so the rerun adds folders
-beside the first run's (pipeline.tracking.sweep keeps one MLflow parent run per sweep folder).
+beside the first run's (pipeline.sweep.callback keeps one MLflow parent run per sweep folder).
 
 Hydra imports every module of the `hydra_plugins` package on every run: Optuna is imported only
 when a search starts. Without it, the search ends with one line before anything of it exists
@@ -96,7 +96,7 @@ def require_optuna() -> None:
 
 
 class RequireOptuna(Callback):
-    """The Optuna sweeper's callback: Hydra starts the sweep's callbacks (pipeline.tracking.sweep's
+    """The Optuna sweeper's callback: Hydra starts the sweep's callbacks (pipeline.sweep.callback's
     MLflow parent run and sweep folder) before it creates the sweeper, and this one runs first, so
     a missing Optuna ends the search before anything of it exists."""
 
