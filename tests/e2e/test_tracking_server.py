@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import mlflow
 import pytest
 import requests
 
@@ -121,6 +122,56 @@ def test_a_granted_user_logs_a_finished_run(
     assert run.data.tags["job_dir"] == str(tmp_path / "job")
     assert run.data.metrics["accuracy"] > 0.5
     assert "metrics.json" in {a.path for a in client.list_artifacts(run.info.run_id)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
+        ["hydra/launcher=ray", "hydra.launcher.ray.init.num_cpus=2", "device.num_threads=1"],
+    ],
+    ids=["joblib", "ray"],
+)
+def test_parallel_sweeps_and_registration_log_in_with_the_users_credentials(
+    launcher: list[str],
+    auth_server: TrackingServer,
+    run_cli: RunCli,
+    user_overrides: list[str],
+    tmp_path: Path,
+) -> None:
+    """The workers (joblib's processes, a Ray cluster the launcher starts) inherit the credentials;
+    the winner is registered, and the registered model loads with them (what `make serve` does)."""
+    if launcher[0].endswith("ray"):
+        pytest.importorskip("ray")
+    experiment = f"team-{launcher[0].rsplit('=', 1)[1]}"
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in credentials(ADMIN, ADMIN_PASSWORD).items():
+            patch.setenv(key, value)
+        grant_experiment(auth_server.uri, f"carol-{experiment}", USER_PASSWORD, experiment)
+    user = credentials(f"carol-{experiment}", USER_PASSWORD)
+    result = run_cli(
+        "-m",
+        *job_overrides(user_overrides, auth_server.uri, experiment),
+        *launcher,
+        "precision=fp32,int8",
+        "infer.predict_data=false",
+        f"mlflow.registered_model_name={experiment}-model",
+        "hydra.sweep.dir=sweep",
+        env=user,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"registered the winner as models:/{experiment}-model@champion" in result.stdout
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in user.items():
+            patch.setenv(key, value)
+        parents, children = runs_by_kind(auth_server.uri, experiment)
+        assert len(parents) == 1 and len(children) == 2
+        assert all(c.info.status == "FINISHED" for c in children)
+        mlflow.set_tracking_uri(auth_server.uri)
+        served = mlflow.pyfunc.load_model(f"models:/{experiment}-model@champion")
+        assert len(served.predict(["很好", "太差了"])) == 2
 
 
 @pytest.mark.slow
