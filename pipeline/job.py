@@ -19,7 +19,6 @@ from pipeline.core.job_folder import (
     TRACKING_FILE,
     job_name,
     swept_names,
-    update_job_record,
     write_job_status,
     write_json,
 )
@@ -29,7 +28,6 @@ from pipeline.runner.evaluate import evaluate_job
 from pipeline.runner.predict import predict_job
 from pipeline.runner.record import begin_record
 from pipeline.tracking.job_record import log_job_folder, tracking_state
-from pipeline.tracking.sweep_record import parent_run_id
 
 log = logging.getLogger(__name__)
 
@@ -115,10 +113,7 @@ def execute(
 
 def _track(config: Config, job_dir: Path, sweep_dir: Path | None, status: str) -> TrackingError | None:
     try:
-        parent = parent_run_id(config.mlflow, sweep_dir) if sweep_dir else None
-        if parent:
-            update_job_record(job_dir, parent_run_id=parent)
-        run_id = log_job_folder(job_dir, config.mlflow, parent)
+        run_id = log_job_folder(job_dir, config.mlflow)
         name = config.mlflow.registered_model_name
         if sweep_dir is None and name and status == "FINISHED":
             from pipeline.tracking.models import register_job_model

@@ -25,7 +25,7 @@ from pipeline.sweep.selection import Selection, select_winner, write_selection
 from pipeline.sweep.summary import SUMMARY_COLUMNS, sweep_rows, write_sweep_summary
 from pipeline.tracking.job_record import JOB_DIR_TAG, tracking_state
 from pipeline.tracking.store import CredentialsRefused, Store
-from pipeline.tracking.sweep_record import log_sweep_folder, open_sweep_run, sweep_folder
+from pipeline.tracking.sweep_record import SWEEP_DIR_TAG, log_sweep_folder, open_sweep_run, sweep_folder
 
 BASE_CONFIG_FILE = "base_config.yaml"
 
@@ -154,7 +154,7 @@ def sweep_outcome(
     tags = {"winner_job": str(winner["job"]), "winner_overrides": str(winner["overrides"])} if winner else {}
     summary = (sweep_folder(config.hydra.sweep.dir) / "summary.md").read_text(encoding="utf-8")
     note = "\n\n".join(["\n".join(f"- {line}" for line in selection.reasons), summary])
-    table = {column: [row.get(column) for row in rows] for column in SUMMARY_COLUMNS}
+    table = [{column: row.get(column) for column in SUMMARY_COLUMNS} for row in rows]
     return {
         "overrides": [str(o) for o in config.hydra.overrides.task],
         "swept_keys": swept_keys(config),
@@ -175,7 +175,7 @@ def _record_winner(cfg: MlflowConfig, sweep_dir: Path, selection: Selection) -> 
     if found is None:
         return
     store.run(found.info.run_id).set_tags({"sweep_winner": "true"})
-    parent = store.find_run("sweep_dir", str(sweep_dir))
+    parent = store.find_run(SWEEP_DIR_TAG, str(sweep_dir))
     if parent is not None:
         store.run(parent.info.run_id).set_tags({"winner_run_id": found.info.run_id})
     if not cfg.registered_model_name:

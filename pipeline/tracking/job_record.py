@@ -36,6 +36,7 @@ from pipeline.core.job_folder import (
 from pipeline.options.tracking import MlflowConfig
 from pipeline.tracking.models import log_job_model
 from pipeline.tracking.store import NOTE_TAG, Store, TrackedRun, flatten
+from pipeline.tracking.sweep_record import SWEEP_DIR_TAG
 
 # Every job's run names its output folder: resync finds it by that.
 JOB_DIR_TAG = "job_dir"
@@ -121,8 +122,9 @@ def describe_job(job: JobFolder) -> str:
 
 
 def log_job_folder(job_dir: Path, cfg: MlflowConfig, parent_run_id: str | None = None) -> str:
-    """Makes `job_dir`'s run whole; returns its id. A lock in the folder keeps concurrent callers
-    (a job and a resync, two resyncs) from creating it twice."""
+    """Makes `job_dir`'s run whole, nested under `parent_run_id` or its sweep's parent run; returns
+    its id. A lock in the folder keeps concurrent callers (a job and a resync, two resyncs) from
+    creating it twice."""
     job = JobFolder.read(job_dir)
     started = time.perf_counter()
     with FileLock(str(job.path / ".tracking.lock")):
@@ -144,7 +146,11 @@ def log_job_folder(job_dir: Path, cfg: MlflowConfig, parent_run_id: str | None =
 
 def _log(job: JobFolder, store: Store, parent_run_id: str | None) -> str:
     found = store.find_run(JOB_DIR_TAG, str(job.path))
-    tags = job.tags(sweep_of(job.path))
+    sweep_dir = sweep_of(job.path)
+    tags = job.tags(sweep_dir)
+    if parent_run_id is None and sweep_dir is not None:  # a sweep job nests under its parent run
+        parent = store.find_run(SWEEP_DIR_TAG, str(sweep_dir))
+        parent_run_id = parent.info.run_id if parent else None
     if found is None:
         run = store.run(store.create_run(job.name, tags, parent_run_id))
         logged_params, logged_metrics, logged_tags, status, inputs = {}, {}, {}, "RUNNING", []

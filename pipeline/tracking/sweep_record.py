@@ -41,8 +41,10 @@ def read_sweep_record(sweep_dir: Path) -> dict[str, Any]:
 def open_sweep_run(cfg: MlflowConfig, sweep_dir: Path, *, reopen: bool = False) -> tuple[str, bool]:
     """(the parent run's id, whether it existed): found by its folder, or created RUNNING.
     `reopen`: a sweep that goes on in its folder makes its ended parent RUNNING again."""
-    folder = sweep_folder(sweep_dir)
-    store = Store(cfg)
+    return _open_sweep_run(Store(cfg), sweep_folder(sweep_dir), reopen)
+
+
+def _open_sweep_run(store: Store, folder: Path, reopen: bool) -> tuple[str, bool]:
     # Concurrent callers (parallel resyncs of one sweep) must not create the parent twice.
     folder.mkdir(parents=True, exist_ok=True)
     with FileLock(str(folder / ".tracking.lock")):
@@ -72,8 +74,8 @@ def log_sweep_folder(cfg: MlflowConfig, sweep_dir: Path, *, finished: bool = Tru
     """Makes the parent run whole from sweep.json: its tags, description, headline metrics and files;
     FINISHED once the sweep has ended. Returns its id."""
     folder = sweep_folder(sweep_dir)
-    run_id, _ = open_sweep_run(cfg, folder)
     store = Store(cfg)
+    run_id, _ = _open_sweep_run(store, folder, reopen=False)
     run = store.run(run_id)
     record = read_sweep_record(folder)
     logged = store.get_run(run_id)
@@ -89,10 +91,9 @@ def log_sweep_folder(cfg: MlflowConfig, sweep_dir: Path, *, finished: bool = Tru
     for name in record.get("files") or []:
         if (folder / name).is_file() and name not in present:
             run.log_artifact(folder / name)
-    for name, table in (record.get("tables") or {}).items():
+    for name, rows in (record.get("tables") or {}).items():
         if name not in present:
-            with store.writing(f"log the table {name}"):
-                store.client.log_table(run_id, data=table, artifact_file=name)
+            run.log_table(rows, name)
     if finished and logged.info.status != "FINISHED":
         run.end("FINISHED")
     return run_id
