@@ -30,6 +30,8 @@ _HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
 _PROBE_SECONDS = 5
+# How SQLite and PostgreSQL refuse a row that a concurrent writer has just created.
+_ALREADY_CREATED = ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
 NOTE_TAG = "mlflow.note.content"  # the description the UI shows (experiment, run, model)
 GLOSSARY = """ERNIE text classifiers converted to ONNX, optimized and evaluated: one run per job.
 
@@ -301,7 +303,14 @@ class TrackedRun:
         dataset = Dataset(name=name, digest=digest, source_type="local", source=source, profile=profile)
         tags = [InputTag("mlflow.data.context", context)]
         with self._writing(f"log the input {name}"):
-            self.store.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
+            try:
+                self.store.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
+            except Exception as exc:
+                # Parallel jobs of a sweep log the same dataset: the store creates its row once per
+                # experiment, and the job that loses that race finds it there on a second try.
+                if not any(clash in str(exc) for clash in _ALREADY_CREATED):
+                    raise
+                self.store.client.log_inputs(self.run_id, datasets=[DatasetInput(dataset, tags)])
 
     def log_table(self, rows: list[dict[str, Any]], artifact_file: str) -> None:
         """Rows as a table the UI's artifact view shows as a grid."""

@@ -127,3 +127,34 @@ def test_a_run_left_half_logged_by_a_dead_server_is_completed_not_duplicated(
         (run,) = runs_of(uri)
         assert run.info.run_id == run_id and run.info.status == "FINISHED"
         assert run.data.metrics["accuracy"] > 0.5 and run.data.params["precision.name"] == "fp32"
+
+
+def test_parallel_jobs_logging_the_same_dataset_all_get_it(tmp_path: Path) -> None:
+    """The store creates a dataset's row once per experiment: of jobs logging it at once, the ones
+    that lose that race log it again and find it (seen here: 6 of 24 refused without the retry)."""
+    import threading
+
+    port, store_dir = free_port(), tmp_path / "server"
+    store_dir.mkdir()
+    split = tmp_path / "dev.txt"
+    split.write_text("很好\tpositive\n")
+    with server(store_dir, port) as uri:
+        for round_ in range(3):
+            store = Store(MlflowConfig(tracking_uri=uri, experiment_name=f"{EXPERIMENT}-{round_}"))
+            runs = [store.run(store.create_run(f"job {i}", {})) for i in range(8)]
+            start, errors = threading.Barrier(len(runs)), []
+
+            def log(run, start: threading.Barrier = start, errors: list = errors) -> None:
+                start.wait()
+                try:
+                    run.log_input("demo/dev", "0123456789abcdef", str(split), "eval", 1)
+                except Exception as exc:
+                    errors.append(exc)
+
+            threads = [threading.Thread(target=log, args=(run,)) for run in runs]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert errors == []
+            assert all(store.get_run(run.run_id).inputs.dataset_inputs for run in runs)
