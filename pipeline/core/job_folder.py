@@ -26,6 +26,10 @@ JOB_STATUS_FILE = "job_status.json"  # FINISHED | FAILED | SKIPPED, and the erro
 TRACKING_FILE = "tracking.json"  # the MLflow run, or why the store did not take it
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"  # Hydra writes it; sweeps list jobs by it
 SWEEP_FILE = "sweep.json"  # in a sweep folder: what was swept, then the outcome (pipeline.sweep)
+# In a sweep folder: how the sweep ended where that is not FINISHED (a search stopped early, an
+# interrupt). Whoever ends a sweep early writes it before Hydra's end-of-sweep callbacks run; they
+# read it to close the parent run with that status. A sweep that starts (or resumes) removes it.
+SWEEP_END_FILE = "sweep_end.json"
 # Reports a run carries as artifacts, where the job wrote them (per_class.json goes in as a table).
 ARTIFACT_FILES = (METRICS_FILE, CONFIG_FILE, PER_CLASS_FILE, CONFUSION_FILE, PREDICTIONS_FILE)
 
@@ -107,3 +111,17 @@ def record_lost_job(job_dir: Path, overrides: list[str], error: str) -> None:
     if not overrides_file.is_file():
         atomic_write_text(overrides_file, yaml.safe_dump(list(overrides)))
     write_job_status(job_dir, "FAILED", error)
+
+
+def write_sweep_end(sweep_dir: Path, status: str, reason: str) -> None:
+    """Says how a sweep ends when it does not end FINISHED (FAILED, KILLED), and why."""
+    write_json(Path(sweep_dir) / SWEEP_END_FILE, {"status": status, "reason": reason})
+
+
+def sweep_end(sweep_dir: Path) -> dict[str, str]:
+    """{status, reason} of a sweep ending early; FINISHED where nobody said otherwise."""
+    return read_json(Path(sweep_dir) / SWEEP_END_FILE) or {"status": "FINISHED", "reason": ""}
+
+
+def clear_sweep_end(sweep_dir: Path) -> None:
+    (Path(sweep_dir) / SWEEP_END_FILE).unlink(missing_ok=True)
