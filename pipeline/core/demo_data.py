@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import random
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.core.cache import cached_artifact, content_key
@@ -65,8 +66,14 @@ def write_dataset(out_dir: Path) -> None:
     atomic_write_text(out_dir / "data.txt", "".join(f"{text}\n" for text, _ in test[:DATA_SIZE]))
 
 
-def demo_dataset(cache_dir: Path) -> Path:
-    """Builds the demo dataset once per corpus version and returns its folder."""
+# Each task's demo dataset (TaskConfig.demo_dataset_kind), built from the same corpus.
+BUILDERS: dict[str, Callable[[Path], None]] = {"sentiment": write_dataset}
+
+
+def demo_dataset(cache_dir: Path, kind: str = "sentiment") -> Path:
+    """Builds a demo dataset once per corpus version and returns its folder."""
+    if kind not in BUILDERS:
+        raise DatasetError("demo", f"no demo dataset {kind!r} (there are {', '.join(sorted(BUILDERS))})")
     files = corpus_files()
     key = content_key(
         corpus={label: path for label, path in files.items()},
@@ -75,6 +82,8 @@ def demo_dataset(cache_dir: Path) -> Path:
         data=DATA_SIZE,
         seed=SEED,
         version=_BUILDER_VERSION,
+        kind=kind,
     )
-    folder, _ = cached_artifact(cache_dir, "datasets/demo", key, write_dataset)
+    name = "datasets/demo" if kind == "sentiment" else f"datasets/demo-{kind}"
+    folder, _ = cached_artifact(cache_dir, name, key, BUILDERS[kind])
     return folder

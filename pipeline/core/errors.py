@@ -73,3 +73,7 @@ def check_choice(value: str, allowed: tuple[str, ...] | list[str], key: str) -> 
     """A config value that must be one of a few names."""
     if value not in allowed:
         raise ConfigError(f"{key}={value!r} is not one of {', '.join(allowed)}")
+
+
+class InputError(PipelineError):
+    """Inputs sent to a model (a serving request) are not what its task reads."""

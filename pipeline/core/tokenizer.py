@@ -20,18 +20,52 @@ _WORDPIECE_CLASSES = {"ErnieTokenizer", "BertTokenizer"}
 
 @dataclass(frozen=True)
 class Encoded:
-    """Token ids per text (with [CLS]/[SEP]), truncated to max_seq_length."""
+    """Token ids per sample (with [CLS]/[SEP]), truncated to max_seq_length; for pairs of texts
+    also each token's segment (0: [CLS] a [SEP], 1: b [SEP]), None for single texts (all 0)."""
 
     input_ids: list[list[int]]
     n_truncated: int
     pad_id: int
+    token_type_ids: list[list[int]] | None = None
 
 
 class Tokenizer(Protocol):
     pad_id: int
     vocab_size: int  # ids it can give: 0 .. vocab_size - 1
 
-    def encode(self, texts: list[str], max_seq_length: int) -> Encoded: ...
+    def encode(
+        self, texts: list[str], max_seq_length: int, text_pairs: list[str] | None = None
+    ) -> Encoded: ...
+
+
+def pair_rows(
+    firsts: list[list[int]], seconds: list[list[int]], cls: int, sep: int, max_seq_length: int, pad_id: int
+) -> Encoded:
+    """`[CLS] a [SEP] b [SEP]` (token types 0 then 1), the longer text cut first, token by token,
+    until the pair fits: PaddleNLP's `longest_first` truncation."""
+    ids: list[list[int]] = []
+    types: list[list[int]] = []
+    truncated = 0
+    budget = max_seq_length - 3
+    for a, b in zip(firsts, seconds, strict=True):
+        excess = len(a) + len(b) - budget
+        if excess > 0:
+            truncated += 1
+            a, b = _longest_first(a, b, excess)
+        ids.append([cls, *a, sep, *b, sep])
+        types.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
+    return Encoded(input_ids=ids, n_truncated=truncated, pad_id=pad_id, token_type_ids=types)
+
+
+def _longest_first(a: list[int], b: list[int], excess: int) -> tuple[list[int], list[int]]:
+    """Removes `excess` tokens, each from the end of the longer text (of `b` where they are as long)."""
+    keep_a, keep_b = len(a), len(b)
+    for _ in range(excess):
+        if keep_a > keep_b:
+            keep_a -= 1
+        else:
+            keep_b -= 1
+    return a[: max(keep_a, 0)], b[: max(keep_b, 0)]
 
 
 def truncate(rows: list[list[int]], max_seq_length: int, pad_id: int) -> Encoded:
@@ -77,7 +111,21 @@ class PaddleNLPTokenizer:
         self.pad_id = int(self._tokenizer.pad_token_id)
         self.vocab_size = len(self._tokenizer)
 
-    def encode(self, texts: list[str], max_seq_length: int) -> Encoded:
+    def encode(self, texts: list[str], max_seq_length: int, text_pairs: list[str] | None = None) -> Encoded:
+        if text_pairs is not None:
+            encoded = self._tokenizer(
+                texts,
+                text_pair=text_pairs,
+                max_length=max_seq_length,
+                truncation=True,
+                return_token_type_ids=True,
+            )
+            rows, types = encoded["input_ids"], encoded["token_type_ids"]
+            untruncated = self._tokenizer(texts, text_pair=text_pairs, return_token_type_ids=False)[
+                "input_ids"
+            ]
+            cut = sum(1 for full in untruncated if len(full) > max_seq_length)
+            return Encoded(input_ids=rows, n_truncated=cut, pad_id=self.pad_id, token_type_ids=types)
         rows = self._tokenizer(texts, add_special_tokens=True, return_token_type_ids=False)["input_ids"]
         return truncate(rows, max_seq_length, self.pad_id)
 
@@ -212,12 +260,19 @@ class FastWordPieceTokenizer:
         ):
             cache[word] = encoding.ids
 
-    def encode(self, texts: list[str], max_seq_length: int) -> Encoded:
+    def _word_ids(self, texts: list[str]) -> list[list[int]]:
         table = self._translation
         split_texts = [text.translate(table).split() for text in texts]
         self._lookup(split_texts)
-        cache, cls, sep = self._cache, [self._cls], [self._sep]
-        rows = [cls + [i for word in words for i in cache[word]] + sep for words in split_texts]
+        cache = self._cache
+        return [[i for word in words for i in cache[word]] for words in split_texts]
+
+    def encode(self, texts: list[str], max_seq_length: int, text_pairs: list[str] | None = None) -> Encoded:
+        if text_pairs is not None:
+            firsts, seconds = self._word_ids(texts), self._word_ids(text_pairs)
+            return pair_rows(firsts, seconds, self._cls, self._sep, max_seq_length, self.pad_id)
+        cls, sep = [self._cls], [self._sep]
+        rows = [cls + ids + sep for ids in self._word_ids(texts)]
         return truncate(rows, max_seq_length, self.pad_id)
 
 

@@ -8,6 +8,7 @@ objects, whose `__post_init__` checks ranges and combinations with explicit mess
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -15,6 +16,7 @@ from omegaconf import MISSING, DictConfig, MissingMandatoryValue, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline import PROJECT_ROOT
+from pipeline.core.data import dataset_dir
 from pipeline.core.errors import (
     EXTRA_MODULES,
     ConfigError,
@@ -25,6 +27,7 @@ from pipeline.core.errors import (
 from pipeline.options.devices import MOVED_TO_ENGINE, DeviceConfig
 from pipeline.options.engines import EngineConfig
 from pipeline.options.precisions import PrecisionConfig
+from pipeline.options.tasks import TASKS, TaskConfig
 from pipeline.options.tracking import MlflowConfig, beside_tracking_database
 from pipeline.runtimes.base import GRAPH_INPUTS
 
@@ -32,6 +35,10 @@ MAX_SEQ_LENGTH_LIMIT = 512
 
 OmegaConf.register_new_resolver("project_root", lambda: str(PROJECT_ROOT), replace=True)
 OmegaConf.register_new_resolver("beside_tracking_database", beside_tracking_database, replace=True)
+# model=demo is the demo model of the task chosen (assets/demo-model*, TaskConfig.demo_model_folder).
+OmegaConf.register_new_resolver(
+    "demo_model_dir", lambda task: str(TASKS.get(str(task)).demo_model_dir()), replace=True
+)
 
 
 @dataclass
@@ -189,7 +196,8 @@ class SelectConfig:
 
     metric: str = "latency_ms"
     direction: str = "minimize"  # minimize | maximize
-    constraint_metric: str | None = "accuracy_delta_vs_fp32"  # null: no constraint
+    # The task's headline metric's change against FP32 (accuracy_delta_vs_fp32 for multi_class); null: none.
+    constraint_metric: str | None = "${task.headline_metric}_delta_vs_fp32"
     constraint_min: float = -0.005  # keep jobs whose constraint_metric >= this
 
     def __post_init__(self) -> None:
@@ -198,9 +206,10 @@ class SelectConfig:
 
 @dataclass
 class Config:
-    # device, precision and engine are chosen by name (`device=gpu`): each option is its own class,
-    # registered in pipeline/options/devices.py, pipeline/options/precisions/ and pipeline/options/engines/.
+    # task, device, precision and engine are chosen by name (`task=pair`): each option is its own
+    # class, registered in pipeline/options/tasks/, devices.py, precisions/ and engines/.
     # Typed Any here so that each option's own schema applies when its YAML is composed.
+    task: Any = MISSING  # a TaskConfig
     device: Any = MISSING  # a DeviceConfig
     precision: Any = MISSING  # a PrecisionConfig
     engine: Any = MISSING  # an EngineConfig
@@ -223,10 +232,16 @@ class Config:
     # SKIPPED with one line instead of FAILED. A single run always fails loudly.
     skip_unavailable_device: bool = False
     # The metrics a job returns to a sweeper that optimises (Optuna): one, or several in order.
-    objectives: list[str] = field(default_factory=lambda: ["accuracy"])
+    objectives: list[str] = field(default_factory=lambda: ["${task.headline_metric}"])
 
     def __post_init__(self) -> None:
-        for key, base in (("device", DeviceConfig), ("precision", PrecisionConfig), ("engine", EngineConfig)):
+        options = (
+            ("task", TaskConfig),
+            ("device", DeviceConfig),
+            ("precision", PrecisionConfig),
+            ("engine", EngineConfig),
+        )
+        for key, base in options:
             if not isinstance(getattr(self, key), base):
                 raise ConfigError(f"{key} must be chosen by name, e.g. `python run.py {key}=NAME`")
         check_choice(self.mode, ("evaluate", "predict"), "mode")
@@ -237,6 +252,9 @@ class Config:
         if reason:
             raise UnsupportedCombination(reason)
         self.check_extras()
+        exported_inputs = self.model.inputs if self.model.weights != "export" else None
+        if exported_inputs and (problem := self.task.check_graph_inputs(exported_inputs, "model.inputs")):
+            raise ConfigError(problem)
         if self.mode == "predict" and not self.predict.input:
             raise ConfigError("mode=predict needs predict.input=PATH (one text per line)")
         if self.batch_size < 1:
@@ -248,6 +266,10 @@ class Config:
                 f"max_seq_length={self.max_seq_length} must be within 2..{limit} "
                 f"(model {self.model.name} has {positions} positions)"
             )
+
+    def dataset_folder(self) -> Path:
+        """dataset.dir, or the task's demo dataset (built into the cache on first use)."""
+        return dataset_dir(self.dataset.dir, lambda: self.task.demo_dataset(Path(self.cache_dir)))
 
     def check_extras(self) -> None:
         """Every optional dependency this job will import, checked before any work."""

@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.core.cache import cached_artifact, content_key
-from pipeline.core.data import Split, dataset_dir, read_labels, read_split, read_texts
+from pipeline.core.data import Inputs, Split
 from pipeline.core.files import atomic_write_text
 from pipeline.core.job_folder import METRICS_FILE, PREDICTIONS_FILE, update_job_record
 from pipeline.core.tokenizer import Tokenizer
 from pipeline.options.config import Config
 from pipeline.options.precisions import PRECISIONS
 from pipeline.runner.record import add_tags, dataset_record
-from pipeline.stages.evaluate import compare_with_fp32, evaluate, write_class_reports
-from pipeline.stages.infer import InferenceResult, check_label_count, run_texts
+from pipeline.stages.evaluate import evaluate
+from pipeline.stages.infer import check_label_count, run_texts
 from pipeline.stages.predict import prediction_lines
 from pipeline.stages.prepare import (
     PreparedModel,
@@ -33,15 +33,17 @@ class EvalData:
     folder: Path
     labels: list[str]
     split: Split
-    texts: list[str]  # data.txt, to predict (empty with infer.predict_data=false)
+    to_predict: Inputs | None  # data.txt (None with infer.predict_data=false)
 
 
 def read_eval_data(config: Config) -> EvalData:
-    folder = dataset_dir(config.dataset.dir, Path(config.cache_dir))
-    labels = read_labels(folder)
-    split = read_split(folder, config.dataset.eval_split, labels)
-    texts = read_texts(folder) if config.infer.predict_data else []
-    return EvalData(folder, labels, split, texts)
+    """The eval split and data.txt in the task's format, read (and checked) before any model work."""
+    task = config.task
+    folder = config.dataset_folder()
+    labels = task.read_labels(folder)
+    split = task.read_split(folder, config.dataset.eval_split, labels)
+    to_predict = task.read_inputs(folder) if config.infer.predict_data else None
+    return EvalData(folder, labels, split, to_predict)
 
 
 def evaluate_job(config: Config, job_dir: Path) -> dict:
@@ -61,24 +63,26 @@ def evaluate_job(config: Config, job_dir: Path) -> dict:
     record_model(config, job_dir, model, tokenizer_source, data.folder / "label.txt")
     engine = open_engine(config, model.path)
 
-    result = run_texts(config, data.split.texts, tokenizer, engine, f"evaluate {data.split.name}")
+    task = config.task
+    result = run_texts(config, data.split.inputs, tokenizer, engine, f"evaluate {data.split.name}")
     check_label_count(result.logits.shape[-1], data.labels, data.folder / "label.txt")
-    metrics: dict = evaluate(result, data.split.label_ids, len(data.labels))
+    predicted = task.decide(task.probabilities(result.logits))
+    metrics: dict = evaluate(task, result, predicted, data.split)
     metrics["model_size_mb"] = model.size_mb
     metrics["fused_ops"] = model.fused_ops
-    predicted = result.logits.argmax(axis=-1)
     reference = (
         predicted
         if config.precision.is_fp32_reference
-        else fp32_predictions(config, len(data.labels), data.split.texts, tokenizer)
+        else fp32_predictions(config, len(data.labels), data.split.inputs, tokenizer)
     )
-    metrics.update(compare_with_fp32(predicted, reference, data.split))
+    metrics.update(task.compare_with_fp32(predicted, reference, data.split.gold, data.labels))
     metrics.update(config.engine.describe())
     atomic_write_text(job_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
-    write_class_reports(job_dir, predicted, data.split)
-    if config.infer.predict_data:
-        predictions = run_texts(config, data.texts, tokenizer, engine, "predict data.txt")
-        write_predictions(job_dir / PREDICTIONS_FILE, data.texts, predictions, data.labels)
+    task.write_reports(job_dir, predicted, data.split)
+    if data.to_predict is not None:
+        predictions = run_texts(config, data.to_predict, tokenizer, engine, "predict data.txt")
+        rows = task.output_rows(data.to_predict, task.probabilities(predictions.logits), data.labels)
+        atomic_write_text(job_dir / PREDICTIONS_FILE, "".join(prediction_lines(rows)))
     return metrics
 
 
@@ -96,6 +100,7 @@ def record_model(
             # The served model runs on ONNX Runtime: only its jobs can be served.
             "servable": config.engine.name == "onnxruntime",
             "settings": {
+                "task": asdict(config.task),
                 "batch_size": config.batch_size,
                 "max_seq_length": config.max_seq_length,
                 "padding": config.infer.padding,
@@ -106,24 +111,23 @@ def record_model(
     )
 
 
-def fp32_predictions(config: Config, num_labels: int, texts: list[str], tokenizer: Tokenizer) -> np.ndarray:
-    """The same engine's FP32 predicted labels for `texts`, cached: a precision sweep computes them once."""
+def fp32_predictions(config: Config, num_labels: int, inputs: Inputs, tokenizer: Tokenizer) -> np.ndarray:
+    """The same engine's FP32 label sets for `inputs`, cached: a precision sweep computes them once."""
     reference = replace(config, precision=PRECISIONS.create("fp32"))
     model = prepare_model(reference, num_labels, tokenizer)
+    task = config.task
     key = content_key(
         model=model.identity(),
         engine=config.engine.describe(),
-        texts=texts,
+        texts=inputs.texts,
+        text_pairs=inputs.text_pairs,
+        task=asdict(task),
         max_seq_length=config.max_seq_length,
     )
 
     def build(out: Path) -> None:
-        result = run_texts(reference, texts, tokenizer, open_engine(reference, model.path), "fp32 reference")
-        np.save(out / "predicted.npy", result.logits.argmax(axis=-1))
+        result = run_texts(reference, inputs, tokenizer, open_engine(reference, model.path), "fp32 reference")
+        np.save(out / "predicted.npy", task.decide(task.probabilities(result.logits)))
 
     folder, _ = cached_artifact(Path(config.cache_dir), "fp32-predictions", key, build)
     return np.load(folder / "predicted.npy")
-
-
-def write_predictions(path: Path, texts: list[str], result: InferenceResult, labels: list[str]) -> None:
-    atomic_write_text(path, "".join(prediction_lines([{"text": t} for t in texts], result.logits, labels)))

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.core.data import dataset_dir, read_labels
 from pipeline.core.errors import ConfigError
 from pipeline.core.files import FolderInUse, atomic_write_text, sole_writer
 from pipeline.core.job_folder import METRICS_FILE, update_job_record
@@ -36,9 +35,9 @@ def predict_labels(config: Config) -> tuple[list[str], Path]:
     """The class names for mode=predict: predict.labels, else the dataset's label.txt."""
     if config.predict.labels:
         path = Path(config.predict.labels)
-        return read_labels(path.parent, path.name), path
-    data_dir = dataset_dir(config.dataset.dir, Path(config.cache_dir))
-    return read_labels(data_dir), data_dir / "label.txt"
+        return config.task.read_labels(path.parent, path.name), path
+    data_dir = config.dataset_folder()
+    return config.task.read_labels(data_dir), data_dir / "label.txt"
 
 
 def output_folder(config: Config, job_dir: Path) -> Path:
@@ -63,7 +62,7 @@ def predict_job(config: Config, job_dir: Path) -> dict:
 def _predict_into(config: Config, job_dir: Path, target: Path) -> dict:
     options = config.predict
     labels, label_file = predict_labels(config)
-    plan = plan_input(Path(options.input), options.chunk_lines, options.on_error)
+    plan = plan_input(Path(options.input), options.chunk_lines, options.on_error, config.task.parse_input)
     update_job_record(
         job_dir,
         output=str(target.absolute()),

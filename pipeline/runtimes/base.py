@@ -13,15 +13,20 @@ from pipeline.core.errors import ModelError
 GRAPH_INPUTS = ("input_ids", "token_type_ids", "task_type_ids", "attention_mask")
 
 
-def feed_for(input_names: list[str], input_ids: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-    """Inputs by the graph's own names; token-type-like inputs are zeros for one text."""
+def feed_for(
+    input_names: list[str], input_ids: np.ndarray, pad_id: int, token_type_ids: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """Inputs by the graph's own names. Token types are the pair's segments (zeros for one text);
+    task types are zeros."""
     feed: dict[str, np.ndarray] = {}
     for name in input_names:
         if name == "input_ids":
             feed[name] = input_ids
         elif name == "attention_mask":
             feed[name] = (input_ids != pad_id).astype(np.int64)
-        else:  # token_type_ids, task_type_ids
+        elif name == "token_type_ids" and token_type_ids is not None:
+            feed[name] = token_type_ids
+        else:  # task_type_ids, and token types of single texts
             feed[name] = np.zeros_like(input_ids)
     return feed
 
@@ -49,6 +54,8 @@ class Engine(Protocol):
 
     input_names: list[str]
 
-    def feed(self, input_ids: np.ndarray, pad_id: int) -> dict[str, np.ndarray]: ...
+    def feed(
+        self, input_ids: np.ndarray, pad_id: int, token_type_ids: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]: ...
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray: ...

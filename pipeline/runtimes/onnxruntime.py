@@ -131,8 +131,10 @@ class OnnxRuntimeSession:
                 self.cuda_device_id = settings.gpu_id
         self.output_name = self.session.get_outputs()[0].name
 
-    def feed(self, input_ids: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-        return feed_for(self.input_names, input_ids, pad_id)
+    def feed(
+        self, input_ids: np.ndarray, pad_id: int, token_type_ids: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        return feed_for(self.input_names, input_ids, pad_id, token_type_ids)
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         if self.cuda_device_id is None:

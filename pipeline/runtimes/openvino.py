@@ -34,8 +34,10 @@ class OpenVinoSession:
         self.precision = str(self.compiled.get_property("INFERENCE_PRECISION_HINT"))
         self.request = self.compiled.create_infer_request()
 
-    def feed(self, input_ids: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-        return feed_for(self.input_names, input_ids, pad_id)
+    def feed(
+        self, input_ids: np.ndarray, pad_id: int, token_type_ids: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        return feed_for(self.input_names, input_ids, pad_id, token_type_ids)
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         self.request.infer(feed)

@@ -36,8 +36,10 @@ class PaddleInferenceSession:
         check_feedable(files.graph, self.input_names)
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])
 
-    def feed(self, input_ids: np.ndarray, pad_id: int) -> dict[str, np.ndarray]:
-        return feed_for(self.input_names, input_ids, pad_id)
+    def feed(
+        self, input_ids: np.ndarray, pad_id: int, token_type_ids: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        return feed_for(self.input_names, input_ids, pad_id, token_type_ids)
 
     def run(self, feed: dict[str, np.ndarray]) -> np.ndarray:
         for name, array in feed.items():

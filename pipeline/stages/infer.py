@@ -10,6 +10,7 @@ import numpy as np
 import psutil
 from tqdm import tqdm
 
+from pipeline.core.data import Inputs
 from pipeline.core.errors import ModelError
 from pipeline.core.tokenizer import Encoded, Tokenizer
 from pipeline.options.config import Config, InferConfig
@@ -49,12 +50,6 @@ def pad_batch(rows: list[list[int]], pad_id: int, width: int | None = None) -> n
     return out
 
 
-def softmax(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max(axis=-1, keepdims=True)
-    exp = np.exp(shifted)
-    return exp / exp.sum(axis=-1, keepdims=True)
-
-
 def run_inference(
     engine: Engine,
     encoded: Encoded,
@@ -69,10 +64,14 @@ def run_inference(
 ) -> InferenceResult:
     """Runs every sample once (timed), after `warmup_batches` untimed calls."""
     started = time.perf_counter()
-    rows = encoded.input_ids
+    rows, segments = encoded.input_ids, encoded.token_type_ids
     batches = plan_batches([len(r) for r in rows], batch_size, sort_by_length)
     feeds = [
-        engine.feed(pad_batch([rows[i] for i in batch], encoded.pad_id, fixed_length), encoded.pad_id)
+        engine.feed(
+            pad_batch([rows[i] for i in batch], encoded.pad_id, fixed_length),
+            encoded.pad_id,
+            None if segments is None else pad_batch([segments[i] for i in batch], 0, fixed_length),
+        )
         for batch in batches
     ]
     overhead = time.perf_counter() - started
@@ -108,7 +107,7 @@ def run_inference(
 
 
 def infer(
-    texts: list[str],
+    inputs: Inputs,
     tokenizer: Tokenizer,
     engine: Engine,
     options: InferConfig,
@@ -118,9 +117,10 @@ def infer(
     desc: str,
     progress: bool = True,
 ) -> InferenceResult:
-    """Tokenizes `texts` and runs them through `engine` as `options` say; logits in input order."""
+    """Tokenizes `inputs` (texts, or pairs of them) and runs them through `engine` as `options` say;
+    logits in input order."""
     started = time.perf_counter()
-    encoded = tokenizer.encode(texts, max_seq_length)
+    encoded = tokenizer.encode(inputs.texts, max_seq_length, inputs.text_pairs)
     tokenize_seconds = time.perf_counter() - started
     return run_inference(
         engine,
@@ -136,11 +136,11 @@ def infer(
 
 
 def run_texts(
-    config: Config, texts: list[str], tokenizer: Tokenizer, engine: Engine, desc: str
+    config: Config, inputs: Inputs, tokenizer: Tokenizer, engine: Engine, desc: str
 ) -> InferenceResult:
     """`infer` with this config's batching and padding."""
     return infer(
-        texts,
+        inputs,
         tokenizer,
         engine,
         config.infer,

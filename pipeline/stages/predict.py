@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-import numpy as np
-
+from pipeline.core.data import Inputs
 from pipeline.core.errors import ConfigError, DatasetError
 from pipeline.core.files import atomic_write_text
 from pipeline.core.tokenizer import load_tokenizer
 from pipeline.options.config import Config, InferConfig, PredictConfig
-from pipeline.stages.infer import check_label_count, infer, softmax
+from pipeline.options.tasks import TaskConfig
+from pipeline.stages.infer import check_label_count, infer
 from pipeline.stages.prepare import open_engine
 
 SUCCESS_FILE = "_SUCCESS"
@@ -71,8 +72,11 @@ def _lines(handle) -> Iterator[bytes]:
         yield rest
 
 
-def plan_input(path: Path, chunk_lines: int, on_error: str) -> InputPlan:
-    """One pass over the input: chunk boundaries, undecodable lines (by number), a content hash."""
+def plan_input(
+    path: Path, chunk_lines: int, on_error: str, parse: Callable[[str], list[str] | str] | None = None
+) -> InputPlan:
+    """One pass over the input: chunk boundaries, lines that are not UTF-8 or that `parse` (the
+    task's line format) refuses, by number, and a content hash."""
     if not path.is_file():
         raise DatasetError(path, "input file not found; expected one text per line")
     digest = hashlib.sha256()
@@ -83,13 +87,10 @@ def plan_input(path: Path, chunk_lines: int, on_error: str) -> InputPlan:
     with path.open("rb") as handle:
         for number, line in enumerate(_lines(handle), start=1):
             digest.update(line)
-            try:
-                line.decode("utf-8")
-            except UnicodeDecodeError:
+            problem = _line_problem(line, number, parse)
+            if problem is not None:
                 if on_error != "skip":
-                    raise DatasetError(
-                        path, "not valid UTF-8 text (predict.on_error=skip skips such lines)", number
-                    ) from None
+                    raise DatasetError(path, f"{problem} (predict.on_error=skip skips such lines)", number)
                 bad.append(number)
             offset += len(line)
             plan.n_lines = number
@@ -105,6 +106,23 @@ def plan_input(path: Path, chunk_lines: int, on_error: str) -> InputPlan:
     return plan
 
 
+def _line_problem(line: bytes, number: int, parse: Callable[[str], list[str] | str] | None) -> str | None:
+    try:
+        text = _clean(line.decode("utf-8"), number)
+    except UnicodeDecodeError:
+        return "not valid UTF-8 text"
+    if parse is None or not text:
+        return None
+    parsed = parse(text)
+    return parsed if isinstance(parsed, str) else None
+
+
+def _clean(text: str, number: int) -> str:
+    if number == 1:  # a byte-order mark, as Windows tools write it
+        text = text.removeprefix("\ufeff")
+    return text.strip()
+
+
 def read_chunk(path: Path, chunk: Chunk) -> list[tuple[int, str]]:
     """(line number, text) of the chunk's non-blank, decodable lines."""
     with path.open("rb") as handle:
@@ -115,24 +133,15 @@ def read_chunk(path: Path, chunk: Chunk) -> list[tuple[int, str]]:
     for number, raw in enumerate(data.split(b"\n")[: chunk.n_lines], start=chunk.first_line):
         if number in skip:
             continue
-        text = raw.decode("utf-8")
-        if number == 1:  # a byte-order mark, as Windows tools write it
-            text = text.removeprefix("\ufeff")
-        text = text.strip()
+        text = _clean(raw.decode("utf-8"), number)
         if text:
             rows.append((number, text))
     return rows
 
 
-def prediction_lines(rows: list[dict], logits: np.ndarray, labels: list[str]) -> list[str]:
-    """JSON lines: each row (text, and line where known) with its label and the label's probability."""
-    probabilities = softmax(logits)
-    best = probabilities.argmax(axis=-1)
-    return [
-        json.dumps({**row, "label": labels[int(b)], "confidence": round(float(p[b]), 6)}, ensure_ascii=False)
-        + "\n"
-        for row, b, p in zip(rows, best, probabilities, strict=True)
-    ]
+def prediction_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """The task's output rows as JSON lines."""
+    return [json.dumps(row, ensure_ascii=False) + "\n" for row in rows]
 
 
 @dataclass(frozen=True)
@@ -156,13 +165,14 @@ class PartPredictor:
         self.warmed_up = False
 
     def predict_chunk(self, input_path: Path, chunk: Chunk, output_dir: Path) -> dict[str, int]:
-        config = self.spec.config
+        config, task = self.spec.config, self.spec.config.task
         rows = read_chunk(input_path, chunk)
         lines = []
         if rows:
             options = config.infer if not self.warmed_up else _without_warmup(config)
+            inputs = _inputs(task, rows, input_path)
             result = infer(
-                [text for _, text in rows],
+                inputs,
                 self.tokenizer,
                 self.engine,
                 options,
@@ -173,11 +183,24 @@ class PartPredictor:
             )
             self.warmed_up = True
             check_label_count(result.logits.shape[-1], self.spec.labels, self.label_file)
+            probabilities = task.probabilities(result.logits)
             lines = prediction_lines(
-                [{"line": n, "text": t} for n, t in rows], result.logits, self.spec.labels
+                task.output_rows(inputs, probabilities, self.spec.labels, [{"line": n} for n, _ in rows])
             )
         atomic_write_text(output_dir / part_name(chunk.index), "".join(lines))
         return {"part": chunk.index, "rows": len(lines)}
+
+
+def _inputs(task: TaskConfig, rows: list[tuple[int, str]], path: Path) -> Inputs:
+    """The rows' texts as the task reads them."""
+    samples: list[list[str]] = []
+    for number, text in rows:
+        parsed = task.parse_input(text)
+        if isinstance(parsed, str):  # plan_input checked every line: the input changed since
+            raise DatasetError(path, f"{parsed} (the input changed while it was predicted)", number)
+        samples.append(parsed)
+    columns = list(zip(*samples, strict=True))
+    return Inputs(list(columns[0]), list(columns[1]) if len(columns) == 2 else None)
 
 
 def _without_warmup(config: Config) -> InferConfig:
@@ -200,6 +223,7 @@ def manifest(plan: InputPlan, spec: PredictorSpec, options: PredictConfig) -> di
         "max_seq_length": config.max_seq_length,
         "precision": asdict(config.precision),
         "engine": config.engine.name,
+        "task": asdict(config.task),
         "labels": spec.labels,
     }
 

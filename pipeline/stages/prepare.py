@@ -11,7 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import DEMO_MODEL_DIR
-from pipeline.core.data import dataset_dir, read_labels, read_split
 from pipeline.core.errors import ModelError
 from pipeline.core.model_files import find_model_files
 from pipeline.core.tokenizer import Tokenizer, load_tokenizer
@@ -78,19 +77,25 @@ def prepare_model(config: Config, num_labels: int, tokenizer: Tokenizer) -> Prep
 
 def calibration_feeds(config: Config, tokenizer: Tokenizer, onnx_path: Path) -> list[dict[str, np.ndarray]]:
     """Batches of train-split texts (a fixed random sample) fed as the engine would feed them."""
-    data_dir = dataset_dir(config.dataset.dir, Path(config.cache_dir))
-    train = read_split(data_dir, "train", read_labels(data_dir))
-    count = min(config.precision.calibration_samples, len(train.texts))
-    texts = random.Random(0).sample(train.texts, count)
-    encoded = tokenizer.encode(texts, config.max_seq_length)
+    data_dir = config.dataset_folder()
+    task = config.task
+    train = task.read_split(data_dir, "train", task.read_labels(data_dir))
+    count = min(config.precision.calibration_samples, len(train.inputs))
+    sample = train.inputs.subset(random.Random(0).sample(range(len(train.inputs)), count))
+    encoded = tokenizer.encode(sample.texts, config.max_seq_length, sample.text_pairs)
     names = graph_input_names(onnx_path)
-    rows = encoded.input_ids
+    rows, segments = encoded.input_ids, encoded.token_type_ids
     # Every batch has one shape (the remainder of whole batches is left out): ONNX Runtime's
     # entropy and percentile calibrators stack each tensor's values across batches.
     width = max(len(row) for row in rows)
     size = min(config.batch_size, len(rows))
     return [
-        feed_for(names, pad_batch(rows[start : start + size], encoded.pad_id, width), encoded.pad_id)
+        feed_for(
+            names,
+            pad_batch(rows[start : start + size], encoded.pad_id, width),
+            encoded.pad_id,
+            None if segments is None else pad_batch(segments[start : start + size], 0, width),
+        )
         for start in range(0, len(rows) - len(rows) % size, size)
     ]
 
@@ -109,10 +114,15 @@ def check_vocabulary(
 
 
 def open_engine(config: Config, model_path: Path) -> Engine:
-    return config.engine.open(
+    """The model opened in the job's engine; a model the task cannot feed is refused here."""
+    engine = config.engine.open(
         model_path,
         config.device,
         config.precision,
         max_batch=config.batch_size,
         max_length=config.max_seq_length,
     )
+    weights = config.model.path_prefix if config.model.weights == "export" else str(model_path)
+    if problem := config.task.check_graph_inputs(engine.input_names, f"the model {weights}"):
+        raise ModelError(problem)
+    return engine

@@ -36,6 +36,7 @@ SERVING_REQUIREMENTS = (
 )
 # The config keys a model's params show in the Models tab, under short names.
 MODEL_PARAMS = {
+    "task": ("task", "name"),
     "model": ("model", "name"),
     "precision": ("precision", "name"),
     "engine": ("engine", "name"),
