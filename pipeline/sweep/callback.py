@@ -22,7 +22,7 @@ from pipeline.options.config import SelectConfig
 from pipeline.options.tracking import MlflowConfig
 from pipeline.sweep.pareto import write_pareto
 from pipeline.sweep.selection import Selection, select_winner, write_selection
-from pipeline.sweep.summary import SUMMARY_COLUMNS, sweep_rows, write_sweep_summary
+from pipeline.sweep.summary import headline_metric, summary_columns, sweep_rows, write_sweep_summary
 from pipeline.tracking.job_record import JOB_DIR_TAG, tracking_state
 from pipeline.tracking.store import CredentialsRefused, Store
 from pipeline.tracking.sweep_record import SWEEP_DIR_TAG, log_sweep_folder, open_sweep_run, sweep_folder
@@ -83,7 +83,7 @@ class SweepTracking(Callback):
         rows = sweep_rows(sweep_dir)
         selection = select_winner(rows, SelectConfig(**OmegaConf.to_container(config.select, resolve=True)))
         written = [*write_sweep_summary(sweep_dir), write_selection(sweep_dir, selection)]
-        written += write_pareto(sweep_dir, rows)
+        written += write_pareto(sweep_dir, rows, headline_metric(rows))
         _print_outcome(sweep_dir, rows, selection)
         record = sweep_outcome(config, rows, selection, [p.name for p in written])
         write_json(sweep_dir / SWEEP_FILE, record)
@@ -141,20 +141,21 @@ def sweep_outcome(
         return pick(values) if values else None
 
     winner = selection.winner or {}
+    quality = headline_metric(rows)
     metrics = {
         "jobs": len(rows),
         "jobs_failed": sum(1 for r in rows if r["status"] == "FAILED"),
         "jobs_skipped": sum(1 for r in rows if r["status"] == "SKIPPED"),
-        "best_accuracy": best("accuracy", max),
+        f"best_{quality}": best(quality, max),
         "best_latency_ms": best("latency_ms", min),
         "winner_latency_ms": winner.get("latency_ms"),
         "winner_e2e_ms": winner.get("e2e_ms"),
-        "winner_accuracy": winner.get("accuracy"),
+        f"winner_{quality}": winner.get(quality),
     }
     tags = {"winner_job": str(winner["job"]), "winner_overrides": str(winner["overrides"])} if winner else {}
     summary = (sweep_folder(config.hydra.sweep.dir) / "summary.md").read_text(encoding="utf-8")
     note = "\n\n".join(["\n".join(f"- {line}" for line in selection.reasons), summary])
-    table = [{column: row.get(column) for column in SUMMARY_COLUMNS} for row in rows]
+    table = [{column: row.get(column) for column in summary_columns(rows)} for row in rows]
     return {
         "overrides": [str(o) for o in config.hydra.overrides.task],
         "swept_keys": swept_keys(config),

@@ -11,22 +11,28 @@ import yaml
 from pipeline.core.files import atomic_write_text
 from pipeline.core.job_folder import METRICS_FILE, job_name, job_overrides, job_status, read_json, swept_names
 from pipeline.core.plots import new_figure, save_figure
+from pipeline.options.tasks import TASKS
 
-SUMMARY_COLUMNS = (
-    "job",
-    "overrides",
-    "status",
-    "accuracy",
-    "macro_f1",
-    "latency_ms",
-    "batch_latency_p95_ms",
-    "throughput_sps",
-    "e2e_ms",
-    "model_size_mb",
-    "agreement_vs_fp32",
-    "accuracy_delta_vs_fp32",
-    "error",
-)
+SPEED_COLUMNS = ("latency_ms", "batch_latency_p95_ms", "throughput_sps", "e2e_ms", "model_size_mb")
+# A job folder written before tasks existed ran the seed's task.
+_DEFAULT_TASK = {"name": "multi_class", "headline_metric": "accuracy"}
+
+
+def summary_columns(rows: list[dict[str, object]]) -> list[str]:
+    """The summary's columns: the quality metrics of the sweep's tasks (each task's headline
+    first), speed, agreement with FP32 and the headline's change against FP32."""
+    quality: list[str] = []
+    deltas: list[str] = []
+    for task, headline in dict.fromkeys((str(r["_task"]), str(r["_headline"])) for r in rows):
+        names = [headline, *(n for n in TASKS.get(task).metric_names if n != headline)]
+        quality += [n for n in names if n not in quality]
+        deltas += [f"{headline}_delta_vs_fp32"] if f"{headline}_delta_vs_fp32" not in deltas else []
+    return ["job", "overrides", "status", *quality, *SPEED_COLUMNS, "agreement_vs_fp32", *deltas, "error"]
+
+
+def headline_metric(rows: list[dict[str, object]]) -> str:
+    """The metric the sweep's jobs are ranked by: the headline of the first job's task."""
+    return str(rows[0]["_headline"]) if rows else _DEFAULT_TASK["headline_metric"]
 
 
 def _job_row(job_dir: Path) -> dict[str, object]:
@@ -36,11 +42,13 @@ def _job_row(job_dir: Path) -> dict[str, object]:
     row["status"] = status.get("status", "UNKNOWN")
     row["error"] = status.get("error", "")
     if metrics := read_json(job_dir / METRICS_FILE):
-        # Every scalar metric: the summary shows SUMMARY_COLUMNS, a selection rule may use any.
+        # Every scalar metric: the summary shows summary_columns(), a selection rule may use any.
         row.update({k: v for k, v in metrics.items() if isinstance(v, int | float) and k not in row})
     config_file = job_dir / ".hydra" / "config.yaml"
-    if config_file.is_file():
-        config = yaml.safe_load(config_file.read_text())
+    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else None
+    task = (config or {}).get("task") or _DEFAULT_TASK
+    row["_task"], row["_headline"] = task["name"], task["headline_metric"]
+    if config:
         row["_batch_size"] = config.get("batch_size")
         row["_precision"] = (config.get("precision") or {}).get("name")
         row["_device"] = (config.get("device") or {}).get("name")
@@ -63,27 +71,26 @@ def write_sweep_summary(sweep_dir: Path) -> list[Path]:
     """summary.csv, summary.md and plots in the sweep folder; returns the files written."""
     sweep_dir = Path(sweep_dir)
     rows = sweep_rows(sweep_dir)
+    columns = summary_columns(rows)
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+    writer = csv.DictWriter(buffer, fieldnames=columns, extrasaction="ignore")
     writer.writeheader()
     writer.writerows(rows)
     atomic_write_text(sweep_dir / "summary.csv", buffer.getvalue())
-    header = "| " + " | ".join(SUMMARY_COLUMNS) + " |"
-    lines = [f"# Sweep {sweep_dir.name}", "", header, "|" + "---|" * len(SUMMARY_COLUMNS)]
-    lines += [
-        "| " + " | ".join(_cell(row.get(c)).replace("|", "/") for c in SUMMARY_COLUMNS) + " |" for row in rows
-    ]
+    header = "| " + " | ".join(columns) + " |"
+    lines = [f"# Sweep {sweep_dir.name}", "", header, "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)).replace("|", "/") for c in columns) + " |" for row in rows]
     counts = {status: sum(1 for r in rows if r["status"] == status) for status in {r["status"] for r in rows}}
     lines += ["", "Jobs: " + ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))]
     atomic_write_text(sweep_dir / "summary.md", "\n".join(lines) + "\n")
     written = [sweep_dir / "summary.csv", sweep_dir / "summary.md"]
     done = [r for r in rows if r["status"] == "FINISHED" and "latency_ms" in r]
     if done:
-        written += _plots(done, sweep_dir)
+        written += _plots(done, sweep_dir, headline_metric(rows))
     return written
 
 
-def _plots(rows: list[dict[str, object]], sweep_dir: Path) -> list[Path]:
+def _plots(rows: list[dict[str, object]], sweep_dir: Path, quality: str) -> list[Path]:
     paths = []
     figure, axes = new_figure(6, 4)
 
@@ -104,11 +111,12 @@ def _plots(rows: list[dict[str, object]], sweep_dir: Path) -> list[Path]:
 
     figure, axes = new_figure(6, 4)
     for row in rows:
-        axes.scatter(row["latency_ms"], row["accuracy"])
-        axes.annotate(str(row["overrides"]) or "default", (row["latency_ms"], row["accuracy"]), fontsize=7)
+        if quality in row:
+            axes.scatter(row["latency_ms"], row[quality])
+            axes.annotate(str(row["overrides"]) or "default", (row["latency_ms"], row[quality]), fontsize=7)
     axes.set_xlabel("model latency, ms/sample")
-    axes.set_ylabel("accuracy")
-    axes.set_title("Accuracy vs latency")
+    axes.set_ylabel(quality)
+    axes.set_title(f"{quality} vs latency")
     paths.append(sweep_dir / "accuracy_vs_latency.png")
     save_figure(figure, paths[-1])
     return paths

@@ -29,7 +29,7 @@ def test_demo_dataset_has_the_seed_format(demo_data_dir: Path) -> None:
     # Both labels are well represented in the evaluation split.
     assert 0.3 < sum(splits["dev"].label_ids) / DEV_SIZE < 0.7
     data = read_texts(demo_data_dir)
-    assert set(data) <= set(splits["test"].texts) and len(data) == 100
+    assert set(data.texts) <= set(splits["test"].texts) and len(data) == 100 and data.text_pairs is None
 
 
 def test_demo_dataset_is_built_once_and_deterministic(demo_data_dir: Path, tmp_path: Path) -> None:
