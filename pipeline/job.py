@@ -158,10 +158,11 @@ def _result_line(outcome: Outcome, name: str, job_dir: Path) -> str:
             f"{name}: {m['rows']} rows from {m['input_lines']} lines in {m['wall_s']:.1f} s "
             f"({m['lines_per_s']:.0f} lines/s, peak RSS {m['peak_rss_mb']:.0f} MB) -> {m['output']}"
         )
+    headline = config.task.headline_metric
     quality = (
-        "accuracy n/a (random weights)"
+        f"{headline} n/a (random weights)"
         if config.model.weights == "random"
-        else f"accuracy {m['accuracy']:.4f}  macro-F1 {m['macro_f1']:.4f}"
+        else "  ".join(f"{name} {m[name]:.4f}" for name in dict.fromkeys([headline, "macro_f1"]))
     )
     return (
         f"{name}: {quality}  latency {m['latency_ms']:.3f} ms/sample  "

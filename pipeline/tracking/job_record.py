@@ -108,10 +108,11 @@ def describe_job(job: JobFolder) -> str:
         rate = f"{m.get('lines_per_s', 0):.0f} lines/s"
         result = f"It wrote {m.get('rows', '?')} predictions at {rate} to {job.record.get('output')}."
     else:
+        headline = (job.config.get("task") or {}).get("headline_metric", "accuracy")
         quality = (
-            "accuracy is chance (random weights)"
+            f"{headline} is chance (random weights)"
             if (job.record.get("tags") or {}).get("accuracy_meaningful") == "false"
-            else f"accuracy {m.get('accuracy', 0):.2%}, macro-F1 {m.get('macro_f1', 0):.4f}"
+            else f"{headline} {m.get(headline, 0):.4f}, macro-F1 {m.get('macro_f1', 0):.4f}"
         )
         result = (
             f"Result: {quality}; model latency {m.get('latency_ms', 0):.3f} ms/sample, end to end "

@@ -38,20 +38,27 @@ GLOSSARY = """ERNIE text classifiers converted to ONNX, optimized and evaluated:
 A sweep is a parent run with one child run per job (the `sweep` column names it). Every evaluate job
 is also a model in the Models tab, its metrics tied to it and to its eval dataset.
 
-Metrics:
+Metrics (each task's headline metric leads: accuracy for multi_class and pair, micro_f1 for
+multi_label and hierarchical):
 - accuracy, macro_f1: on the eval split (dataset.eval_split), against its labels.
+- micro_f1, subset_accuracy, hamming_loss (multi_label, hierarchical): F1 of every (text, label)
+  decision pooled; the share of texts whose whole label set is right; the share of wrong decisions.
+- level1_micro_f1, level1_macro_f1, level2_... (hierarchical): the same over each level's nodes.
 - latency_ms: model time per sample: the timed engine calls over the split / samples (the seed's latency).
 - e2e_ms: end to end per sample: tokenization + padding and feeds + engine calls + restoring order.
 - tokenize_ms: tokenization per sample.
 - batch_latency_p50_ms / p95 / p99: per engine call (one batch), in ms: the tail a service sees.
 - throughput_sps: samples per second of model time.
-- agreement_vs_fp32: the share of eval predictions equal to the same engine's FP32 model's.
-- accuracy_delta_vs_fp32: accuracy minus that FP32 model's accuracy (negative: this precision loses).
+- agreement_vs_fp32: the share of eval texts whose predicted label set equals the same engine's
+  FP32 model's.
+- accuracy_delta_vs_fp32 (micro_f1_delta_vs_fp32, ...): the headline metric minus that FP32 model's
+  (negative: this precision loses).
 - model_size_mb: the model file the engine runs. fused_ops.*: fused operators in it.
 - infer_peak_rss_mb / job_peak_rss_mb: resident memory while the model ran / over the whole job.
 - n_samples, n_truncated: eval texts, and those cut at max_seq_length.
-- Sweep parent runs: jobs, jobs_failed, jobs_skipped, best_accuracy, best_latency_ms, and the winner's
-  accuracy, latency and e2e (winner_*): the rule that picks it is in its description and selection.md.
+- Sweep parent runs: jobs, jobs_failed, jobs_skipped, best_<headline> (best_accuracy, ...),
+  best_latency_ms, and the winner's headline metric, latency and e2e (winner_*): the rule that picks
+  it is in its description and selection.md.
 - Predict runs: rows, input_lines, skipped_lines, parts, wall_s, lines_per_s, peak_rss_mb."""
 # The runs table as every link opens it: a view stored in the experiment, every job with its metrics,
 # best accuracy first. Sorted by start time, MLflow 3.17 folds each sweep's jobs under its parent
@@ -64,9 +71,20 @@ RUNS_VIEW = {
         "attributes.`Models`",
         *(
             f"metrics.`{name}`"
-            for name in ("accuracy", "macro_f1", "latency_ms", "e2e_ms", "agreement_vs_fp32", "model_size_mb")
+            for name in (
+                "accuracy",
+                "micro_f1",
+                "macro_f1",
+                "latency_ms",
+                "e2e_ms",
+                "agreement_vs_fp32",
+                "model_size_mb",
+            )
         ),
-        *(f"params.`{name}`" for name in ("precision.name", "engine.name", "batch_size", "max_seq_length")),
+        *(
+            f"params.`{name}`"
+            for name in ("task.name", "precision.name", "engine.name", "batch_size", "max_seq_length")
+        ),
     ],
     "orderByKey": "metrics.`accuracy`",
     "orderByAsc": False,
