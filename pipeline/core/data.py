@@ -135,16 +135,16 @@ def read_labels(dataset_dir: Path, name: str = "label.txt") -> list[str]:
     return list(read_label_lines(dataset_dir, name))
 
 
-def parse_fields(line: str, count: int, expected: str) -> list[str] | str:
-    """The `count` tab-separated fields of a line, stripped, or why the line does not have them."""
+def parse_fields(line: str, names: tuple[str, ...], expected: str) -> list[str] | str:
+    """The tab-separated fields `names` of a line, stripped, or why the line does not have them."""
     fields = line.split("\t")
-    if len(fields) != count:
+    if len(fields) != len(names):
         tabs = len(fields) - 1
         found = "no tab" if tabs == 0 else "1 tab" if tabs == 1 else f"{tabs} tabs"
         return f"expected '{expected}', found {found}"
     fields = [field.strip() for field in fields]
-    if empty := [i for i, field in enumerate(fields) if not field]:
-        return f"expected '{expected}', field {empty[0] + 1} is empty"
+    if empty := [name for name, field in zip(names, fields, strict=True) if not field]:
+        return f"expected '{expected}', the {empty[0]} field is empty"
     return fields
 
 
@@ -152,7 +152,7 @@ def parse_input(line: str, line_format: LineFormat) -> list[str] | str:
     """An unlabelled line's texts (data.txt, predict.input), or why it is not one."""
     if len(line_format.text_fields) == 1:
         return [line.strip()]
-    return parse_fields(line, len(line_format.text_fields), line_format.unlabelled())
+    return parse_fields(line, line_format.text_fields, line_format.unlabelled())
 
 
 # Checks the labels of one line (all known): an error to report, or None.
@@ -176,7 +176,7 @@ def read_split(
     columns: list[list[str]] = [[] for _ in range(n_texts)]
     rows: list[list[int]] = []
     for number, line in read_lines(path):
-        fields = parse_fields(line, n_texts + 1, expected)
+        fields = parse_fields(line, (*line_format.text_fields, "label"), expected)
         if isinstance(fields, str):
             raise DatasetError(path, fields, line=number)
         names = _label_names(fields[-1], line_format.label_list)
