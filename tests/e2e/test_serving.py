@@ -20,7 +20,8 @@ from mlflow.exceptions import MlflowException
 from mlflow.types.schema import AnyType
 
 from pipeline import PROJECT_ROOT
-from pipeline.serving.classifier import texts_of
+from pipeline.core.errors import InputError
+from pipeline.options.tasks import TASKS
 from tests.conftest import RunCli, free_port, running_server, runs_by_kind, venv_command
 
 NOT_TEXT = "expected text (a JSON string) for every input"
@@ -87,12 +88,12 @@ def invoke(url: str, body: Any) -> requests.Response:
     return requests.post(f"{url}/invocations", json=body, timeout=120)
 
 
-def test_texts_of_names_each_refused_input_by_position_and_type() -> None:
-    assert texts_of(["a", ""]) == ["a", ""]
-    with pytest.raises(MlflowException) as refused:
-        texts_of([b"a", True, [1], {"k": 1}, None, *range(10)])
-    assert refused.value.get_http_status_code() == 400
-    assert refused.value.message == (
+def test_served_inputs_name_each_refused_input_by_position_and_type() -> None:
+    task = TASKS.create("multi_class")
+    assert task.served_inputs(["a", ""]).texts == ["a", ""]
+    with pytest.raises(InputError) as refused:
+        task.served_inputs([b"a", True, [1], {"k": 1}, None, *range(10)])
+    assert str(refused.value) == (
         "inputs[0] is bytes, inputs[1] is a boolean, inputs[2] is an array, inputs[3] is an object, "
         "inputs[4] is null, "
         + ", ".join(f"inputs[{i}] is a number" for i in range(5, 10))
