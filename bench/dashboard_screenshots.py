@@ -104,7 +104,10 @@ def main() -> None:
         folder = Path(tmp)
         uri = run_sweep(folder)
         client = MlflowClient(uri)
-        experiment_id = client.get_experiment_by_name(EXPERIMENT).experiment_id
+        experiment = client.get_experiment_by_name(EXPERIMENT)
+        if experiment is None:
+            raise RuntimeError(f"the sweep logged no experiment {EXPERIMENT!r} to {uri}")
+        experiment_id = experiment.experiment_id
         parent = client.search_runs([experiment_id], filter_string="tags.sweep_dir != ''")[0].info.run_id
         with mlflow_ui(uri, args.host, folder / "mlflow-ui.log") as base:
             pages = {

@@ -64,7 +64,10 @@ def run_sweep(uri: str, experiment: str, data: Path, work: Path) -> tuple[Path, 
 def lost_runs(uri: str, experiment: str, sweep: Path) -> tuple[int, int, int]:
     """(jobs without a whole run, parent runs, child runs) in the store."""
     client = mlflow.MlflowClient(uri)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id], max_results=1000)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        raise RuntimeError(f"no experiment {experiment!r} in {uri}: the sweep logged nothing")
+    runs = client.search_runs([found.experiment_id], max_results=1000)
     parents = [r for r in runs if "sweep_dir" in r.data.tags]
     children = [r for r in runs if "job_dir" in r.data.tags]
     whole = {

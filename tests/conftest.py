@@ -104,7 +104,9 @@ def runs_by_kind(tracking_uri: str, experiment: str) -> tuple[list, list]:
     import mlflow
 
     client = mlflow.MlflowClient(tracking_uri)
-    runs = client.search_runs([client.get_experiment_by_name(experiment).experiment_id])
+    found = client.get_experiment_by_name(experiment)
+    assert found is not None, f"no experiment {experiment!r} in {tracking_uri}"
+    runs = client.search_runs([found.experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     return parents, children

@@ -19,7 +19,7 @@ import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -127,6 +127,27 @@ def _override_value(value: Any) -> str:
     return str(value)
 
 
+Direction = Literal["minimize", "maximize"]
+
+
+def _directions(direction: str | list[str]) -> list[Direction]:
+    """`direction`, one or a list, checked here: Optuna takes only these two words."""
+    names = [direction] if isinstance(direction, str) else [str(d) for d in direction]
+    for name in names:
+        if name not in ("minimize", "maximize"):
+            raise ValueError(f"hydra.sweeper.direction: {name!r} is neither minimize nor maximize")
+    return [cast(Direction, name) for name in names]
+
+
+def _choices(override: Override) -> list[str | int | float | bool]:
+    """A choice or range sweep's values; Transformer.encode writes the others (lists, dicts, null)
+    as override strings, so each is a value Optuna stores."""
+    values = list(override.sweep_iterator(transformer=Transformer.encode))
+    choices = [v for v in values if isinstance(v, str | int | float | bool)]
+    assert len(choices) == len(values), values
+    return choices
+
+
 def _suggest(trial: "optuna.Trial", name: str, override: Override) -> None:
     sweep = override.value()
     if isinstance(sweep, IntervalSweep):
@@ -138,9 +159,10 @@ def _suggest(trial: "optuna.Trial", name: str, override: Override) -> None:
             trial.suggest_float(name, float(sweep.start), float(sweep.end), log=log_scale)
         return
     # Keeps Python's meaning of range(): `stop` is not a value.
-    values = list(override.sweep_iterator(transformer=Transformer.encode))
-    if isinstance(sweep, RangeSweep) and all(isinstance(v, int) for v in (*values, sweep.step)):
-        trial.suggest_int(name, min(values), max(values), step=abs(int(sweep.step)))
+    values = _choices(override)
+    ints = [v for v in values if isinstance(v, int)]
+    if isinstance(sweep, RangeSweep) and len(ints) == len(values) and isinstance(sweep.step, int):
+        trial.suggest_int(name, min(ints), max(ints), step=abs(sweep.step))
     else:
         trial.suggest_categorical(name, values)
 
@@ -161,7 +183,7 @@ class OptunaSweeper(Sweeper):
         if not 0.0 <= max_failure_rate <= 1.0 or n_jobs < 1:
             raise ValueError(f"want 0 <= max_failure_rate <= 1 and n_jobs >= 1: {max_failure_rate}, {n_jobs}")
         self.sampler = sampler
-        self.directions = [direction] if isinstance(direction, str) else [str(d) for d in direction]
+        self.directions = _directions(direction)
         self.study_name = study_name
         self.storage = storage
         self.n_trials = n_trials
@@ -243,9 +265,9 @@ class OptunaSweeper(Sweeper):
                 f"study {study.study_name} in {self.storage} optimises {stored}, not {self.directions}: "
                 "a new search wants a new hydra.sweeper.study_name"
             )
-        for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            study.tell(trial.number, state=TrialState.FAIL)
-            log.warning("Trial %d of an interrupted search is recorded as FAILED", trial.number)
+        for stale in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            study.tell(stale.number, state=TrialState.FAIL)
+            log.warning("Trial %d of an interrupted search is recorded as FAILED", stale.number)
         finished = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
         done = len(study.get_trials(deepcopy=False, states=finished))
         if done:

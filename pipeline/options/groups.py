@@ -42,4 +42,4 @@ class OptionGroup(Generic[T]):
 
     def create(self, name: str, **values: object) -> T:
         """The option `name` with `values` (defaults elsewhere): for code that builds configs itself."""
-        return self.get(name)(**values)  # type: ignore[call-arg]
+        return self.get(name)(**values)

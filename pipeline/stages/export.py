@@ -53,7 +53,8 @@ def export_static(model, path_prefix: Path, inputs: list[str]) -> None:
     ]
     while spec[-1] is None:
         spec.pop()
-    static = paddle.jit.to_static(Exportable(model), input_spec=spec)
+    # An input left out is None in its place: to_static takes that, its type hint does not say so.
+    static = paddle.jit.to_static(Exportable(model), input_spec=spec)  # type: ignore[arg-type]
     paddle.jit.save(static, str(path_prefix))
 
 
@@ -159,9 +160,10 @@ def load_checkpoint(checkpoint: str, architecture: ArchitectureConfig, num_label
 def export_checkpoint(model: ModelConfig, num_labels: int, cache_dir: Path) -> Path:
     """The static-graph prefix of `model.checkpoint`, exported once per checkpoint content."""
 
-    assert model.checkpoint is not None
-    files = checkpoint_files(model.checkpoint)
-    source = files if files is not None else {"name": model.checkpoint, "num_labels": num_labels}
+    checkpoint = model.checkpoint
+    assert checkpoint is not None  # ModelConfig refuses weights=checkpoint without one
+    files = checkpoint_files(checkpoint)
+    source = files if files is not None else {"name": checkpoint, "num_labels": num_labels}
     key = content_key(
         checkpoint=source,
         model_class=model.architecture.model_class,
@@ -171,8 +173,8 @@ def export_checkpoint(model: ModelConfig, num_labels: int, cache_dir: Path) -> P
     )
 
     def build(out: Path) -> None:
-        log.info("exporting checkpoint %s", model.checkpoint)
-        dynamic = load_checkpoint(model.checkpoint, model.architecture, num_labels)
+        log.info("exporting checkpoint %s", checkpoint)
+        dynamic = load_checkpoint(checkpoint, model.architecture, num_labels)
         export_static(dynamic, out / EXPORT_PREFIX, model.inputs)
 
     folder, _ = cached_artifact(cache_dir, "exports", key, build)

@@ -103,8 +103,8 @@ def _projection(g: _Graph, transposed: onnx.NodeProto) -> tuple[str, str, str, i
     if transposed.op_type != "Transpose" or _perm(transposed) != [0, 2, 1, 3]:
         return None
     reshape = g.parent(transposed, 0, "Reshape")
-    add = reshape and g.parent(reshape, 0, "Add")
-    if add is None:
+    add = g.parent(reshape, 0, "Add") if reshape is not None else None
+    if reshape is None or add is None:
         return None
     matmul = g.parent(add, 0, "MatMul")
     bias_index = 1
@@ -122,16 +122,17 @@ def _projection(g: _Graph, transposed: onnx.NodeProto) -> tuple[str, str, str, i
 
 def _scaled_query(g: _Graph, node: onnx.NodeProto) -> tuple[onnx.NodeProto, float] | None:
     """[Add(0) <-] Mul(scale) <- Transpose: paddle's `scale` op on Q. Returns (Transpose, scale)."""
+    mul: onnx.NodeProto | None = node
     if node.op_type == "Add":
         zero = g.const(node.input[1])
         if zero is None or np.any(zero != 0):
             return None
-        node = g.producer.get(node.input[0])
-    if node is None or node.op_type != "Mul":
+        mul = g.producer.get(node.input[0])
+    if mul is None or mul.op_type != "Mul":
         return None
     for data, factor in ((0, 1), (1, 0)):
-        scale = g.const(node.input[factor])
-        source = g.producer.get(node.input[data])
+        scale = g.const(mul.input[factor])
+        source = g.producer.get(mul.input[data])
         if scale is not None and scale.size == 1 and source is not None and source.op_type == "Transpose":
             return source, float(scale.reshape(-1)[0])
     return None
@@ -260,7 +261,9 @@ def fuse_attention(model: onnx.ModelProto) -> AttentionFusionReport:
     heads = hidden = 0
     for index, softmax in enumerate(softmaxes):
         add_mask = g.parent(softmax, 0, "Add")
-        qk = add_mask and (g.parent(add_mask, 0, "MatMul") or g.parent(add_mask, 1, "MatMul"))
+        if add_mask is None:
+            continue
+        qk = g.parent(add_mask, 0, "MatMul") or g.parent(add_mask, 1, "MatMul")
         if qk is None:
             continue
         mask_input = add_mask.input[1] if add_mask.input[0] == qk.output[0] else add_mask.input[0]
@@ -274,10 +277,10 @@ def fuse_attention(model: onnx.ModelProto) -> AttentionFusionReport:
         k_transposed = g.producer.get(k_t.input[0])
         v_transposed = g.producer.get(pv.input[1])
         out_transpose = g.only_consumer(pv.output[0], "Transpose")
-        out_reshape = out_transpose and g.only_consumer(out_transpose.output[0], "Reshape")
-        if scaled is None or k_transposed is None or v_transposed is None or out_reshape is None:
+        if scaled is None or k_transposed is None or v_transposed is None or out_transpose is None:
             continue
-        if _perm(out_transpose) != [0, 2, 1, 3]:
+        out_reshape = g.only_consumer(out_transpose.output[0], "Reshape")
+        if out_reshape is None or _perm(out_transpose) != [0, 2, 1, 3]:
             continue
         q = _projection(g, scaled[0])
         k = _projection(g, k_transposed)

@@ -181,7 +181,9 @@ def experiment_id(database_uri: str, name: str) -> str | None:
                 {"name": name},
             ).first()
     except sqlalchemy.exc.SQLAlchemyError as exc:
-        detail = str(exc.orig if getattr(exc, "orig", None) else exc).strip().splitlines()[0][:300]
+        # A statement that reached the driver carries the driver's own error (`orig`): the clearer line.
+        orig = exc.orig if isinstance(exc, sqlalchemy.exc.StatementError) else None
+        detail = str(orig or exc).strip().splitlines()[0][:300]
         raise ServerError(f"tracking database {shown(database_uri)}: cannot read it ({detail})") from None
     finally:
         engine.dispose()

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from pipeline.tracking.server import auth_config_text, backend_uri, server_url
+from pipeline.tracking.server import ServerError, auth_config_text, backend_uri, experiment_id, server_url
 
 
 def test_a_plain_postgresql_uri_gets_the_psycopg_3_dialect(tmp_path: Path) -> None:
@@ -20,6 +20,13 @@ def test_a_plain_postgresql_uri_gets_the_psycopg_3_dialect(tmp_path: Path) -> No
     assert backend_uri("postgresql+psycopg://u@db/m", tmp_path) == "postgresql+psycopg://u@db/m"
     assert backend_uri(None, tmp_path) == f"sqlite:///{tmp_path / 'mlflow.db'}"
     assert server_url("127.0.0.1", 5000) == "http://127.0.0.1:5000"
+
+
+def test_an_unreadable_tracking_database_is_one_error_with_the_drivers_reason(tmp_path: Path) -> None:
+    database = tmp_path / "mlflow.db"
+    database.write_bytes(b"not a database, " * 64)
+    with pytest.raises(ServerError, match=r"cannot read it \(file is not a database\)"):
+        experiment_id(f"sqlite:///{database}", "ernie")
 
 
 def test_the_auth_config_is_read_back_by_mlflow_as_written(tmp_path: Path) -> None:

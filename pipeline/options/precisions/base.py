@@ -21,6 +21,9 @@ if TYPE_CHECKING:
 
 PRECISIONS: OptionGroup[PrecisionConfig] = OptionGroup("precision")
 
+# A value an Optuna search may choose (what optuna.distributions.CategoricalChoiceType allows).
+SearchChoice = bool | int | float | str | None
+
 
 @dataclass(frozen=True)
 class OptimizeInputs:
@@ -60,7 +63,7 @@ class PrecisionConfig:
     # The engine runs the graph in this precision (e.g. bf16 on OpenVINO); None: as the graph says.
     runtime_precision: ClassVar[str | None] = None
     # Options (keys under `precision.`) an Optuna search also tries in the trials of this precision.
-    search_options: ClassVar[dict[str, tuple[object, ...]]] = {}
+    search_options: ClassVar[dict[str, tuple[SearchChoice, ...]]] = {}
 
     def cpu_lacks(self) -> str | None:
         """What this CPU lacks for this precision, where it needs a feature (None: nothing)."""

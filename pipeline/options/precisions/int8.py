@@ -7,7 +7,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from pipeline.core.errors import check_choice
-from pipeline.options.precisions.base import PRECISIONS, OptimizeInputs, PrecisionConfig, quantizer_input
+from pipeline.options.precisions.base import (
+    PRECISIONS,
+    OptimizeInputs,
+    PrecisionConfig,
+    SearchChoice,
+    quantizer_input,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -36,7 +42,7 @@ class QuantizationConfig:
 class Int8Precision(PrecisionConfig):
     name: str = "int8"
     quantization: QuantizationConfig = field(default_factory=QuantizationConfig)
-    search_options: ClassVar[dict[str, tuple[object, ...]]] = {
+    search_options: ClassVar[dict[str, tuple[SearchChoice, ...]]] = {
         "quantization.per_channel": (False, True),
         "quantization.reduce_range": (False, True),
     }

@@ -10,7 +10,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipeline.core.errors import ConfigError, check_choice
-from pipeline.options.precisions.base import PRECISIONS, OptimizeInputs, PrecisionConfig, quantizer_input
+from pipeline.options.precisions.base import (
+    PRECISIONS,
+    OptimizeInputs,
+    PrecisionConfig,
+    SearchChoice,
+    quantizer_input,
+)
 
 if TYPE_CHECKING:
     import onnx
@@ -27,7 +33,7 @@ class Int8StaticPrecision(PrecisionConfig):
     calibration_method: str = "minmax"  # minmax | entropy | percentile
     per_channel: bool = True  # one weight scale per output channel
     op_types: list[str] = field(default_factory=lambda: ["MatMul"])
-    search_options: ClassVar[dict[str, tuple[object, ...]]] = {
+    search_options: ClassVar[dict[str, tuple[SearchChoice, ...]]] = {
         "calibration_method": ("minmax", "percentile", "entropy"),
         "per_channel": (True, False),
     }
