@@ -6,6 +6,8 @@ import argparse
 import platform
 from pathlib import Path
 
+import numpy as np
+
 from pipeline.core.cpu import notable_flags
 from pipeline.core.environment import environment_tags
 from pipeline.core.files import atomic_write_text
@@ -78,6 +80,11 @@ def best_of(config: Config, model_path: Path, encoded: Encoded, repeats: int = 3
         for _ in range(repeats)
     ]
     return min(results, key=lambda r: r.model_seconds)
+
+
+def class_accuracy(logits: np.ndarray, gold: list[int]) -> float:
+    """Multi-class accuracy: the share of samples whose highest logit is the gold class."""
+    return float(np.mean(logits.argmax(-1) == np.asarray(gold))) if gold else 0.0
 
 
 def ms_per_sample(result: InferenceResult) -> float:

@@ -9,15 +9,18 @@ stages. Models: the demo ERNIE on the demo dev split, and the ERNIE 3.0 Medium a
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
-
-from bench.common import bench_config, best_of, machine_lines, ms_per_sample, parse_arguments, table
+from bench.common import (
+    bench_config,
+    best_of,
+    class_accuracy,
+    machine_lines,
+    ms_per_sample,
+    parse_arguments,
+    table,
+)
 from pipeline import PROJECT_ROOT
-from pipeline.core.data import dataset_dir, read_labels, read_split
+from pipeline.core.data import read_labels, read_split
 from pipeline.core.files import atomic_write_text
-from pipeline.stages.evaluate import accuracy
 from pipeline.stages.prepare import model_tokenizer, prepare_model
 
 INT8_VARIANTS = [
@@ -47,7 +50,7 @@ def bench_model(
 ) -> list[str]:
     rows: list[list[str]] = []
     reference = None
-    base_ms = None
+    base_ms = 0.0
     for label, overrides in variants(include_fp16):
         config = bench_config(args, *model_overrides, *overrides)
         tokenizer, _ = model_tokenizer(config.model, config.infer.tokenizer)
@@ -62,7 +65,7 @@ def bench_model(
         rows.append(
             [
                 label,
-                f"{100 * accuracy(result.logits.argmax(-1), np.asarray(gold)):.2f}" if gold else "n/a",
+                f"{100 * class_accuracy(result.logits, gold):.2f}" if gold else "n/a",
                 f"{100 * agreement:.2f}",
                 f"{ms:.3f}",
                 f"{base_ms / ms:.2f}x",
@@ -86,7 +89,7 @@ def bench_model(
 def main() -> None:
     args = parse_arguments(__doc__, PROJECT_ROOT / "docs" / "benchmarks" / "optimize.md")
 
-    data_dir = dataset_dir(None, Path(bench_config(args).cache_dir))
+    data_dir = bench_config(args).dataset_folder()
     dev = read_split(data_dir, "dev", read_labels(data_dir))
     lines = [
         "# Optimization variants",

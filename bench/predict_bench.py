@@ -22,7 +22,6 @@ from pathlib import Path
 
 from bench.common import bench_config, cache_dir, machine_lines, replace_section, table
 from pipeline import PROJECT_ROOT
-from pipeline.core.data import dataset_dir
 
 ENGINES = {
     "local": ["predict.executor=local", "device.num_threads=2"],
@@ -32,12 +31,7 @@ ENGINES = {
 
 def write_corpus(path: Path, lines: int) -> None:
     config = bench_config(argparse.Namespace(batch_size=32, max_seq_length=128, threads=2))
-    reviews = [
-        row.split("\t")[0]
-        for row in (dataset_dir(config.dataset.dir, Path(config.cache_dir)) / "train.txt")
-        .read_text()
-        .splitlines()
-    ]
+    reviews = [row.split("\t")[0] for row in (config.dataset_folder() / "train.txt").read_text().splitlines()]
     with path.open("w", encoding="utf-8") as out:
         for i in range(lines):
             out.write(reviews[i % len(reviews)] + "\n")

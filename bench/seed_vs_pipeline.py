@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from bench.common import bench_config, machine_lines, parse_arguments, replace_section, table
+from bench.common import bench_config, class_accuracy, machine_lines, parse_arguments, replace_section, table
 from pipeline import DEMO_MODEL_DIR, PROJECT_ROOT
-from pipeline.core.data import dataset_dir, read_labels, read_split
+from pipeline.core.data import Inputs, read_labels, read_split
 from pipeline.core.tokenizer import load_tokenizer
 from pipeline.options.config import ArchitectureConfig, Config
 from pipeline.stages.convert import convert
-from pipeline.stages.evaluate import accuracy, latency_metrics
+from pipeline.stages.evaluate import latency_metrics
 from pipeline.stages.export import static_graph
 from pipeline.stages.infer import pad_batch, run_texts
 from pipeline.stages.prepare import model_tokenizer, open_engine, prepare_model
@@ -66,7 +66,7 @@ def pipeline_run(config: Config, texts: list[str]) -> dict:
     """The job's own stages: prepare_model (convert + optimize), open_engine, run_texts."""
     tokenizer, _ = model_tokenizer(config.model, config.infer.tokenizer)
     model = prepare_model(config, 2, tokenizer)
-    result = run_texts(config, texts, tokenizer, open_engine(config, model.path), "pipeline")
+    result = run_texts(config, Inputs(texts), tokenizer, open_engine(config, model.path), "pipeline")
     cache = Path(config.cache_dir)
     converted = convert(static_graph(config.model, 2, tokenizer.pad_id, cache), config.convert, cache)
     return {
@@ -78,7 +78,7 @@ def pipeline_run(config: Config, texts: list[str]) -> dict:
 
 
 def accuracy_text(logits: np.ndarray, gold: list[int] | None) -> str:
-    return f"{100 * accuracy(logits.argmax(-1), np.asarray(gold)):.2f}" if gold else "n/a (random weights)"
+    return f"{100 * class_accuracy(logits, gold):.2f}" if gold else "n/a (random weights)"
 
 
 def flops_per_sample(arch: ArchitectureConfig, length: int) -> float:
@@ -107,7 +107,7 @@ def _timed(fn) -> float:
 def main() -> None:
     args = parse_arguments(__doc__, PROJECT_ROOT / "docs" / "BENCHMARKS.md")
 
-    data_dir = dataset_dir(None, Path(bench_config(args).cache_dir))
+    data_dir = bench_config(args).dataset_folder()
     dev = read_split(data_dir, "dev", read_labels(data_dir))
     rows = []
     gflops_lines = []
