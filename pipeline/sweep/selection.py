@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import SupportsFloat
 
 from pipeline.core.files import atomic_write_text
 from pipeline.options.config import SelectConfig
@@ -26,9 +27,11 @@ class Selection:
 
 def _value(row: dict[str, object], key: str) -> float | None:
     value = row.get(key)
+    if not isinstance(value, str | SupportsFloat) or value == "":
+        return None
     try:
-        return float(value) if value not in (None, "") else None
-    except (TypeError, ValueError):
+        return float(value)
+    except ValueError:
         return None
 
 
