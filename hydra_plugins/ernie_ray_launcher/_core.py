@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -55,7 +56,11 @@ def launch(
     sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     if not ray.is_initialized():  # a sweeper that launches in batches (Optuna) reuses the cluster
-        log.info("ray.init(%s)", init_options)
+        from hydra_plugins.ernie_ray_launcher.ray_launcher import cluster_described
+
+        log.info(
+            "Ray: %s; ray.init(%s)", cluster_described(launcher.init_options, init_options), init_options
+        )
         ray.init(**init_options)
     log.info(
         "Ray launcher: %d jobs on %s, sweep folder %s", len(job_overrides), ray.cluster_resources(), sweep_dir
@@ -90,10 +95,31 @@ def job_result(task: ray.ObjectRef, job_dir: Path, overrides: list[str]) -> JobR
     try:
         return ray.get(task)
     except ray.exceptions.RayError as exc:
-        reason = f"Ray task lost: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        reason = (
+            cannot_import(exc)
+            or f"Ray task lost: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
+        )
         log.error("job %s: %s", job_dir.name, reason)
         record_lost_job(job_dir, overrides, reason)
         result = JobReturn(overrides=overrides, working_dir=str(job_dir))
         result.status = JobStatus.COMPLETED
         result.return_value = None
         return result
+
+
+def cannot_import(exc: Exception) -> str | None:
+    """Where a worker could not import this project (or a module of it): that, and what to do."""
+    text = str(exc)
+    if "failed to import on the worker" not in text and "No module named" not in text:
+        return None
+    errors = [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip().startswith(("ModuleNotFoundError", "ImportError"))
+    ]
+    worker = re.search(r"ip=([0-9a-fA-F.:]+)\)", text)
+    where = f" on {worker.group(1)}" if worker else ""
+    return (
+        f"the Ray worker{where} cannot import this project ({errors[-1] if errors else 'import failed'}): "
+        "install it at the same path on every node (docs/scaling.md)"
+    )

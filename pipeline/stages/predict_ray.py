@@ -54,12 +54,11 @@ def predict_on_ray(
     options = spec.config.predict
     # Before Ray is imported: it reads its token settings (RAY_AUTH_MODE) once, at import.
     init = ray_init_options(
-        {
-            "address": options.ray_address,
-            "num_cpus": max(os.cpu_count() or 1, int(options.workers * options.cpus_per_worker)),
-            "include_dashboard": False,
-            "logging_level": "warning",
-        }
+        {"address": options.ray_address, "include_dashboard": False, "logging_level": "warning"},
+        setting="predict",
+        # A cluster of its own (predict.ray_address null) fits the workers; a joined one has its size.
+        local_defaults={"num_cpus": max(os.cpu_count() or 1, int(options.workers * options.cpus_per_worker))},
+        join_running=False,
     )
     import ray
 
