@@ -61,6 +61,7 @@ def predict_job(config: Config, job_dir: Path) -> dict:
 
 def _predict_into(config: Config, job_dir: Path, target: Path) -> dict:
     options = config.predict
+    assert options.input is not None  # Config refuses mode=predict without predict.input
     labels, label_file = predict_labels(config)
     plan = plan_input(Path(options.input), options.chunk_lines, options.on_error, config.task.parse_input)
     update_job_record(

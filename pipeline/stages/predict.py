@@ -14,6 +14,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -264,5 +265,5 @@ def count_rows(output_dir: Path) -> int:
     total = 0
     for part in output_dir.glob("part-*.jsonl"):
         with part.open("rb") as handle:
-            total += sum(block.count(b"\n") for block in iter(lambda h=handle: h.read(_READ_BLOCK), b""))
+            total += sum(block.count(b"\n") for block in iter(partial(handle.read, _READ_BLOCK), b""))
     return total
