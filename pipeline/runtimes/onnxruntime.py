@@ -3,8 +3,10 @@ asked), session settings, and IO binding on a GPU."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import onnxruntime as ort
@@ -21,6 +23,32 @@ _OPT_LEVELS = {
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
 Provider = str | tuple[str, dict]
+
+
+# onnxruntime ships no type hints: what this module uses of an InferenceSession, typed here.
+class _NodeArg(Protocol):
+    @property
+    def name(self) -> str: ...
+
+
+class _IOBinding(Protocol):
+    def bind_cpu_input(self, name: str, array: np.ndarray) -> None: ...
+
+    def bind_output(self, name: str, device_type: str, device_id: int) -> None: ...
+
+    def copy_outputs_to_cpu(self) -> list[np.ndarray]: ...
+
+
+class OrtSession(Protocol):
+    def get_providers(self) -> list[str]: ...
+
+    def get_outputs(self) -> Sequence[_NodeArg]: ...
+
+    def run(self, output_names: list[str] | None, input_feed: dict[str, np.ndarray]) -> list[np.ndarray]: ...
+
+    def io_binding(self) -> _IOBinding: ...
+
+    def run_with_iobinding(self, binding: _IOBinding) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -114,7 +142,7 @@ class OnnxRuntimeSession:
         check_feedable(model_path, self.input_names)
         chosen = providers(settings, self.input_names, max_batch, max_length)
         try:
-            self.session = ort.InferenceSession(
+            self.session: OrtSession = ort.InferenceSession(
                 str(model_path), sess_options=session_options(settings), providers=chosen
             )
         except Exception as exc:
