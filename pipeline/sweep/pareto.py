@@ -9,35 +9,45 @@ from pathlib import Path
 
 from pipeline.core.files import atomic_write_text
 from pipeline.core.plots import new_figure, save_figure
+from pipeline.sweep.summary import number
 
 
 def pareto_columns(quality: str) -> tuple[str, ...]:
     return ("job", "overrides", quality, "latency_ms", "e2e_ms", "agreement_vs_fp32")
 
 
-def _measured(rows: list[dict[str, object]], quality: str) -> list[dict[str, object]]:
-    return [r for r in rows if r["status"] == "FINISHED" and quality in r and "latency_ms" in r]
+Point = tuple[float, float]  # (latency_ms, quality)
+
+
+def _measured(rows: list[dict[str, object]], quality: str) -> list[tuple[dict[str, object], Point]]:
+    """FINISHED jobs that have both a latency and `quality`, each with its point."""
+    measured = []
+    for row in rows:
+        latency, value = number(row, "latency_ms"), number(row, quality)
+        if row["status"] == "FINISHED" and latency is not None and value is not None:
+            measured.append((row, (latency, value)))
+    return measured
+
+
+def _front(rows: list[dict[str, object]], quality: str) -> list[tuple[dict[str, object], Point]]:
+    done = _measured(rows, quality)
+
+    def dominated(latency: float, value: float) -> bool:
+        return any(q >= value and t <= latency and (q > value or t < latency) for _, (t, q) in done)
+
+    return sorted(((r, p) for r, p in done if not dominated(*p)), key=lambda measured: measured[1][0])
 
 
 def pareto_front(rows: list[dict[str, object]], quality: str = "accuracy") -> list[dict[str, object]]:
     """FINISHED jobs for which no other job has higher-or-equal `quality` and lower-or-equal latency
     with one of them strictly better; sorted by latency."""
-    done = _measured(rows, quality)
-
-    def dominated(row: dict[str, object]) -> bool:
-        return any(
-            o[quality] >= row[quality]
-            and o["latency_ms"] <= row["latency_ms"]
-            and (o[quality] > row[quality] or o["latency_ms"] < row["latency_ms"])
-            for o in done
-        )
-
-    return sorted((r for r in done if not dominated(r)), key=lambda r: float(r["latency_ms"]))
+    return [row for row, _ in _front(rows, quality)]
 
 
 def write_pareto(sweep_dir: Path, rows: list[dict[str, object]], quality: str = "accuracy") -> list[Path]:
     """pareto.csv, pareto.md and pareto_front.png in the sweep folder (nothing when no job finished)."""
-    front = pareto_front(rows, quality)
+    on_front = _front(rows, quality)
+    front = [row for row, _ in on_front]
     if not front:
         return []
     columns = pareto_columns(quality)
@@ -57,18 +67,18 @@ def write_pareto(sweep_dir: Path, rows: list[dict[str, object]], quality: str = 
     ]
     atomic_write_text(sweep_dir / "pareto.md", "\n".join(lines) + "\n")
 
-    done = _measured(rows, quality)
+    done = [point for _, point in _measured(rows, quality)]
     figure, axes = new_figure(6, 4)
-    axes.scatter([r["latency_ms"] for r in done], [r[quality] for r in done], color="lightgray", label="jobs")
+    axes.scatter([t for t, _ in done], [q for _, q in done], color="lightgray", label="jobs")
     axes.plot(
-        [r["latency_ms"] for r in front],
-        [r[quality] for r in front],
+        [t for _, (t, _) in on_front],
+        [q for _, (_, q) in on_front],
         marker="o",
         color="tab:red",
         label="front",
     )
-    for r in front:
-        axes.annotate(str(r["job"]), (r["latency_ms"], r[quality]), fontsize=7)
+    for row, point in on_front:
+        axes.annotate(str(row["job"]), point, fontsize=7)
     axes.set_xlabel("model latency, ms/sample")
     axes.set_ylabel(quality)
     axes.set_title(f"{quality} vs latency: Pareto front")

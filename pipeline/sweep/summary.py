@@ -18,6 +18,12 @@ SPEED_COLUMNS = ("latency_ms", "batch_latency_p95_ms", "throughput_sps", "e2e_ms
 _DEFAULT_TASK = {"name": "multi_class", "headline_metric": "accuracy"}
 
 
+def number(row: dict[str, object], key: str) -> float | None:
+    """A row's `key` as a number: a metric, a batch size; None where the job has none."""
+    value = row.get(key)
+    return float(value) if isinstance(value, int | float) else None
+
+
 def summary_columns(rows: list[dict[str, object]]) -> list[str]:
     """The summary's columns: the quality metrics of the sweep's tasks (each task's headline
     first), speed, agreement with FP32 and the headline's change against FP32."""
@@ -98,7 +104,8 @@ def _plots(rows: list[dict[str, object]], sweep_dir: Path, quality: str) -> list
         return (row.get("_device"), row.get("_precision"), row.get("_max_seq_length"))
 
     for key in sorted({series(r) for r in rows}, key=str):
-        points = sorted((r["_batch_size"], r["latency_ms"]) for r in rows if series(r) == key)
+        measured = [(number(r, "_batch_size"), number(r, "latency_ms")) for r in rows if series(r) == key]
+        points = sorted((x, y) for x, y in measured if x is not None and y is not None)
         label = f"{key[0]} {key[1]}, max_seq_length {key[2]}"
         axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
     axes.set_xscale("log", base=2)
@@ -111,9 +118,10 @@ def _plots(rows: list[dict[str, object]], sweep_dir: Path, quality: str) -> list
 
     figure, axes = new_figure(6, 4)
     for row in rows:
-        if quality in row:
-            axes.scatter(row["latency_ms"], row[quality])
-            axes.annotate(str(row["overrides"]) or "default", (row["latency_ms"], row[quality]), fontsize=7)
+        latency, value = number(row, "latency_ms"), number(row, quality)
+        if latency is not None and value is not None:
+            axes.scatter(latency, value)
+            axes.annotate(str(row["overrides"]) or "default", (latency, value), fontsize=7)
     axes.set_xlabel("model latency, ms/sample")
     axes.set_ylabel(quality)
     axes.set_title(f"{quality} vs latency")
