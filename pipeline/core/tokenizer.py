@@ -6,7 +6,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import unicodedata
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Protocol
 
@@ -38,44 +40,89 @@ class Tokenizer(Protocol):
     ) -> Encoded: ...
 
 
+def kept_lengths(len_a: int, len_b: int, budget: int) -> tuple[int, int]:
+    """How many tokens of a and of b PaddleNLP's `longest_first` truncation keeps where the pair
+    has room for `budget` text tokens: it removes one token at a time from the longer text, from b
+    where they are as long (`PretrainedTokenizerBase.truncate_sequences`, PaddleNLP 2.8.1), down to
+    nothing. Computed in closed form, without the token-by-token loop."""
+    excess = len_a + len_b - budget
+    if excess <= 0:
+        return len_a, len_b
+    # The longer text first, down to the shorter one's length ...
+    first = min(excess, abs(len_a - len_b))
+    if len_a > len_b:
+        len_a -= first
+    else:
+        len_b -= first
+    # ... then the two in turn, b first: b loses the odd token.
+    rest = excess - first
+    return max(len_a - rest // 2, 0), max(len_b - (rest + 1) // 2, 0)
+
+
+def cut(ids: list[int], keep: int, side: str = "right") -> list[int]:
+    """The first `keep` ids (truncation_side right, the default) or the last ones (left)."""
+    if keep >= len(ids):
+        return ids
+    return ids[:keep] if side == "right" else ids[len(ids) - keep :]
+
+
+# The fewest tokens a row can have: its special tokens, [CLS] [SEP] for a text, [CLS] [SEP] [SEP]
+# for a pair (both texts cut to nothing). Below that PaddleNLP returns rows longer than max_length
+# (a pair: always [CLS] [SEP] [SEP]); we refuse instead. At exactly 2 PaddleNLP leaves a non-empty
+# single text whole (`truncate_sequences` cannot remove more tokens than the text has: it logs an
+# error); we give [CLS] [SEP], as before. A pair keeps a token of each non-empty text only from
+# max_seq_length 5 on: at 4, b (which loses ties) is cut to nothing; at 3 both are.
+SINGLE_SPECIAL_TOKENS = 2
+PAIR_SPECIAL_TOKENS = 3
+PAIR_MIN_SEQ_LENGTH_KEEPING_BOTH = 5
+
+
+def check_room(max_seq_length: int, specials: int, pair: bool) -> None:
+    if max_seq_length < specials:
+        what = "a pair of texts" if pair else "a text"
+        raise ValueError(
+            f"max_seq_length={max_seq_length} is too short for {what}: "
+            f"its special tokens alone take {specials}"
+        )
+
+
 def pair_rows(
-    firsts: list[list[int]], seconds: list[list[int]], cls: int, sep: int, max_seq_length: int, pad_id: int
+    firsts: list[list[int]],
+    seconds: list[list[int]],
+    cls: int,
+    sep: int,
+    max_seq_length: int,
+    pad_id: int,
+    side: str = "right",
 ) -> Encoded:
-    """`[CLS] a [SEP] b [SEP]` (token types 0 then 1), the longer text cut first, token by token,
-    until the pair fits: PaddleNLP's `longest_first` truncation."""
+    """`[CLS] a [SEP] b [SEP]` (token types 0 then 1), cut longest-first to max_seq_length
+    (`kept_lengths`): PaddleNLP's ErnieTokenizer with `truncation=True`. `n_truncated` counts the
+    pairs that lost a token."""
+    check_room(max_seq_length, PAIR_SPECIAL_TOKENS, pair=True)
     ids: list[list[int]] = []
     types: list[list[int]] = []
     truncated = 0
-    budget = max_seq_length - 3
+    budget = max_seq_length - PAIR_SPECIAL_TOKENS
     for a, b in zip(firsts, seconds, strict=True):
-        excess = len(a) + len(b) - budget
-        if excess > 0:
+        keep_a, keep_b = kept_lengths(len(a), len(b), budget)
+        if keep_a + keep_b < len(a) + len(b):
             truncated += 1
-            a, b = _longest_first(a, b, excess)
+            a, b = cut(a, keep_a, side), cut(b, keep_b, side)
         ids.append([cls, *a, sep, *b, sep])
         types.append([0] * (len(a) + 2) + [1] * (len(b) + 1))
     return Encoded(input_ids=ids, n_truncated=truncated, pad_id=pad_id, token_type_ids=types)
 
 
-def _longest_first(a: list[int], b: list[int], excess: int) -> tuple[list[int], list[int]]:
-    """Removes `excess` tokens, each from the end of the longer text (of `b` where they are as long)."""
-    keep_a, keep_b = len(a), len(b)
-    for _ in range(excess):
-        if keep_a > keep_b:
-            keep_a -= 1
-        else:
-            keep_b -= 1
-    return a[: max(keep_a, 0)], b[: max(keep_b, 0)]
-
-
-def truncate(rows: list[list[int]], max_seq_length: int, pad_id: int) -> Encoded:
-    """Keeps [CLS] + the head of the text + [SEP], as PaddleNLP's own truncation does."""
+def truncate(rows: list[list[int]], max_seq_length: int, pad_id: int, side: str = "right") -> Encoded:
+    """Rows `[CLS] text [SEP]`: keeps [CLS] + the head (side right) or tail (left) of the text + [SEP],
+    as PaddleNLP's own truncation does."""
+    check_room(max_seq_length, SINGLE_SPECIAL_TOKENS, pair=False)
     truncated = 0
     ids: list[list[int]] = []
     for row in rows:
         if len(row) > max_seq_length:
             truncated += 1
-            row = row[: max_seq_length - 1] + row[-1:]
+            row = [row[0], *cut(row[1:-1], max_seq_length - SINGLE_SPECIAL_TOKENS, side), row[-1]]
         ids.append(row)
     return Encoded(input_ids=ids, n_truncated=truncated, pad_id=pad_id)
 
@@ -110,24 +157,61 @@ class PaddleNLPTokenizer:
             )
         self.pad_id = int(self._tokenizer.pad_token_id)
         self.vocab_size = len(self._tokenizer)
+        # Special tokens and token types as the model class lays them out (ERNIE: [CLS] a [SEP] b [SEP];
+        # ERNIE-M: [CLS] a [SEP] [SEP] b [SEP]). PaddleNLP's fast tokenizer classes inherit the base
+        # class's functions, which add none: theirs are their Python class's (`slow_tokenizer_class`),
+        # which read only the special token ids the two share.
+        layout = type(self._tokenizer).slow_tokenizer_class if use_fast else type(self._tokenizer)
+        self._with_specials: Callable[[list[int], list[int] | None], list[int]] = partial(
+            layout.build_inputs_with_special_tokens, self._tokenizer
+        )
+        self._token_types: Callable[[list[int], list[int] | None], list[int]] = partial(
+            layout.create_token_type_ids_from_sequences, self._tokenizer
+        )
+        self._specials = {pair: len(self._with_specials([], [] if pair else None)) for pair in (False, True)}
+        self._side = str(self._tokenizer.truncation_side)
+
+    def _ids(self, texts: list[str]) -> list[list[int]]:
+        """Each text's ids, no special tokens, not truncated: PaddleNLP's own tokenization, once."""
+        if not texts:
+            return []
+        encoded = self._tokenizer(
+            texts, add_special_tokens=False, return_token_type_ids=False, return_attention_mask=False
+        )
+        ids: list[list[int]] = encoded["input_ids"]
+        return ids
 
     def encode(self, texts: list[str], max_seq_length: int, text_pairs: list[str] | None = None) -> Encoded:
-        if text_pairs is not None:
-            encoded = self._tokenizer(
-                texts,
-                text_pair=text_pairs,
-                max_length=max_seq_length,
-                truncation=True,
-                return_token_type_ids=True,
-            )
-            rows, types = encoded["input_ids"], encoded["token_type_ids"]
-            untruncated = self._tokenizer(texts, text_pair=text_pairs, return_token_type_ids=False)[
-                "input_ids"
-            ]
-            cut = sum(1 for full in untruncated if len(full) > max_seq_length)
-            return Encoded(input_ids=rows, n_truncated=cut, pad_id=self.pad_id, token_type_ids=types)
-        rows = self._tokenizer(texts, add_special_tokens=True, return_token_type_ids=False)["input_ids"]
-        return truncate(rows, max_seq_length, self.pad_id)
+        """PaddleNLP's `tokenizer(texts, text_pair=..., max_length=..., truncation=True)`, in one pass.
+
+        Tokenizes each text once without truncation, then cuts as PaddleNLP's `prepare_for_model`
+        does (`kept_lengths`, checked against it in tests/integration/test_tokenizer.py): that gives
+        the rows and which were cut without tokenizing twice. (PaddleNLP cannot say itself: it refuses
+        `return_overflowing_tokens` for pairs cut `longest_first`, and `return_length` is the length
+        after the cut.)
+        """
+        pair = text_pairs is not None
+        specials = self._specials[pair]
+        check_room(max_seq_length, specials, pair)
+        budget = max_seq_length - specials
+        firsts = self._ids(texts)
+        seconds: list[list[int] | None] = (
+            [None] * len(firsts) if text_pairs is None else [*self._ids(text_pairs)]
+        )
+        rows: list[list[int]] = []
+        types: list[list[int]] = []
+        truncated = 0
+        for a, b in zip(firsts, seconds, strict=True):
+            len_b = 0 if b is None else len(b)
+            keep_a, keep_b = kept_lengths(len(a), len_b, budget)
+            if keep_a + keep_b < len(a) + len_b:
+                truncated += 1
+                a = cut(a, keep_a, self._side)
+                b = None if b is None else cut(b, keep_b, self._side)
+            rows.append(self._with_specials(a, b))
+            if pair:
+                types.append(self._token_types(a, b))
+        return Encoded(rows, truncated, self.pad_id, types if pair else None)
 
 
 def _load_failure(name_or_path: str, exc: Exception) -> str:
@@ -247,6 +331,8 @@ class FastWordPieceTokenizer:
         self._sep = vocab[special["sep_token"]]
         self.pad_id = vocab[special["pad_token"]]
         self.vocab_size = max(vocab.values()) + 1
+        # PaddleNLP reads truncation_side from tokenizer_config.json too (right: keep the head).
+        self._side = str(settings.get("truncation_side", "right"))
 
     def _lookup(self, split_texts: list[list[str]]) -> None:
         cache = self._cache
@@ -270,10 +356,10 @@ class FastWordPieceTokenizer:
     def encode(self, texts: list[str], max_seq_length: int, text_pairs: list[str] | None = None) -> Encoded:
         if text_pairs is not None:
             firsts, seconds = self._word_ids(texts), self._word_ids(text_pairs)
-            return pair_rows(firsts, seconds, self._cls, self._sep, max_seq_length, self.pad_id)
+            return pair_rows(firsts, seconds, self._cls, self._sep, max_seq_length, self.pad_id, self._side)
         cls, sep = [self._cls], [self._sep]
         rows = [cls + ids + sep for ids in self._word_ids(texts)]
-        return truncate(rows, max_seq_length, self.pad_id)
+        return truncate(rows, max_seq_length, self.pad_id, self._side)
 
 
 def _tokenizer_settings(folder: Path) -> dict:
