@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import logging
 import os
@@ -20,7 +21,7 @@ import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -68,7 +69,19 @@ def owner() -> str:
 
 
 def storage_url(storage: str | None) -> str | None:
-    return str(storage) if storage else None
+    """The storage as SQLAlchemy names it: `postgresql://` means psycopg2 there, and this project
+    installs psycopg 3 (the server extra)."""
+    if not storage:
+        return None
+    url = str(storage)
+    for scheme in ("postgresql://", "postgres://"):
+        if url.startswith(scheme):
+            if importlib.util.find_spec("psycopg") is None:
+                raise SearchError(
+                    "a PostgreSQL hydra.sweeper.storage needs psycopg: pip install -e '.[cpu,server]'"
+                )
+            return "postgresql+psycopg://" + url.removeprefix(scheme)
+    return url
 
 
 def shown_url(url: str | None) -> str:
@@ -314,9 +327,86 @@ def check_study(study: optuna.Study, plan: Plan, storage: str | None) -> list[st
 
 
 _NEW_STUDY = "rerun it as it was, or start a new study: hydra.sweeper.study_name=NEW_NAME"
+# What Optuna says of a parameter the study knows with another distribution.
+_OTHER_DISTRIBUTION = ("does not support dynamic value space", "different distribution kind", "different log")
+# Samplers of one objective only.
+_SINGLE_OBJECTIVE = ("CmaEsSampler",)
+
+
+class _Branch(Exception):
+    def __init__(self, name: str, values: list[Any]) -> None:
+        self.name = name
+        self.values = values
+
+
+class _GridPath:
+    """Stands in for a trial to walk one path of a conditional space (the grid's points)."""
+
+    def __init__(self, chosen: Mapping[str, Any], user_attrs: Mapping[str, Any]) -> None:
+        self.params: dict[str, Any] = {}
+        self.user_attrs = dict(user_attrs)
+        self._chosen = chosen
+
+    def _draw(self, name: str, values: list[Any]) -> Any:
+        if name not in self.params:
+            if name not in self._chosen:
+                raise _Branch(name, values)
+            self.params[name] = self._chosen[name]
+        return self.params[name]
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        return self._draw(name, list(choices))
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> Any:
+        return self._draw(name, list(range(low, high + 1, step)))
+
+    def suggest_float(
+        self, name: str, low: float, high: float, step: float | None = None, log: bool = False
+    ) -> Any:
+        if step is None:
+            raise SearchError(
+                f"hydra/sweeper/sampler=grid tries every value of each parameter, and {name} is "
+                f"{describe(FloatDistribution(low, high, log=log))}: give it choice(...) or range(...)"
+            )
+        return self._draw(name, [low + i * step for i in range(round((high - low) / step) + 1)])
+
+
+def grid_points(
+    plan: Plan,
+    custom: Callable[[DictConfig, optuna.Trial], None] | None,
+    config: DictConfig,
+    at_most: int,
+) -> int:
+    """How many points the grid has (custom_search_space's included), counting up to `at_most`."""
+    fixed = {key: override.get_value_element_as_str() for key, override in plan.fixed.items()}
+
+    def count(chosen: dict[str, Any], budget: int) -> int:
+        path = _GridPath(chosen, fixed)
+        trial = cast("optuna.Trial", path)
+        try:
+            plan.draw(trial)
+            if custom is not None:
+                custom(config, trial)
+        except _Branch as branch:
+            total = 0
+            for value in branch.values:
+                total += count({**chosen, branch.name: value}, budget - total)
+                if total >= budget:
+                    break
+            return total
+        return 1
+
+    return count({}, at_most)
 
 
 def check_sampler(plan: Plan, target: str) -> None:
+    name = target.rsplit(".", 1)[-1]
+    objectives = len(plan.identity["directions"])
+    if name in _SINGLE_OBJECTIVE and objectives > 1:
+        raise SearchError(
+            f"{name} (hydra.sweeper.sampler) optimises one objective, and this search has {objectives} "
+            "(hydra.sweeper.direction): choose tpe, nsgaii, random, grid, qmc or gp"
+        )
     if target.endswith("BruteForceSampler"):
         for name, dist in plan.distributions().items():
             if isinstance(dist, FloatDistribution) and dist.step is None:
@@ -370,6 +460,7 @@ def make_storage(
     url: str | None, heartbeat_interval: int, grace_period: int | None, on_stale: Callable[..., None]
 ) -> optuna.storages.BaseStorage | None:
     """An RDB storage with Optuna's heartbeat, or None (in memory)."""
+    url = storage_url(url)
     if url is None:
         return None
     engine_kwargs: dict[str, Any] = {}
@@ -380,15 +471,23 @@ def make_storage(
         if "heartbeat_stale_trial_callback" in optuna.storages.RDBStorage.__init__.__code__.co_varnames
         else "failed_trial_callback"
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url,
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_interval,
-            grace_period=grace_period,
-            **{callback_key: on_stale},
-        )
+    for attempt in range(3):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url,
+                    engine_kwargs=engine_kwargs,
+                    heartbeat_interval=heartbeat_interval,
+                    grace_period=grace_period,
+                    **{callback_key: on_stale},
+                )
+        except Exception as exc:  # two searches creating the tables at once: the second waits
+            if attempt == 2:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SearchError(f"the Optuna storage {shown_url(url)} cannot be opened: {first}") from None
+            time.sleep(1 + attempt)
+    raise AssertionError("unreachable")
 
 
 def retry_callback(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None]:
@@ -544,7 +643,9 @@ class Search:
     def ask(self, n: int) -> Batch:
         batch = Batch([], [])
         for _ in range(n):
-            trial = self.study.ask()
+            with warnings.catch_warnings():  # heartbeats outside Study.optimize: this class records them
+                warnings.filterwarnings("ignore", message="Heartbeat of storage")
+                trial = self.study.ask()
             self.open[trial.number] = trial
             self.heartbeat.add(trial._trial_id)
             trial.set_user_attr(OWNER_ATTR, self.owner)
@@ -570,11 +671,15 @@ class Search:
             self.plan.draw(trial)
             if self.custom_search_space is not None:
                 self.custom_search_space(self.config, trial)
-        except ValueError as exc:  # Optuna refuses a parameter the study knows with other values
-            raise SearchError(
-                f"study {self.study.study_name}: trial {trial.number}: {exc} "
-                f"(custom_search_space changed?); {_NEW_STUDY}"
-            ) from None
+        except ValueError as exc:
+            if any(
+                phrase in str(exc) for phrase in _OTHER_DISTRIBUTION
+            ):  # the study knows it with other values
+                raise SearchError(
+                    f"study {self.study.study_name}: trial {trial.number}: {exc} "
+                    f"(custom_search_space changed?); {_NEW_STUDY}"
+                ) from None
+            raise SearchError(f"study {self.study.study_name}: trial {trial.number}: {exc}") from None
         keys = {name: parameter_key(name) for name in trial.params}
         clash = set(keys.values()) & {override.key_or_group for override in self.plan.fixed.values()}
         if clash:

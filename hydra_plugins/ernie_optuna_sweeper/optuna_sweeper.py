@@ -170,7 +170,10 @@ class OptunaSweeper(Sweeper):
         clear_sweep_end(sweep_dir)
         grace = self.grace_period or 2 * self.heartbeat_interval
         on_stale = _search.stale_trial_handler(sweep_dir, self.max_retry, grace)
-        storage = _search.make_storage(self.storage, self.heartbeat_interval, self.grace_period, on_stale)
+        try:
+            storage = _search.make_storage(self.storage, self.heartbeat_interval, self.grace_period, on_stale)
+        except _search.SearchError as exc:
+            _stop(str(exc))
         sampler_conf = cast(dict[str, Any], OmegaConf.to_container(self.sampler, resolve=True))
         with _search.quiet_optuna():
             study = _search.optuna.create_study(
@@ -186,13 +189,22 @@ class OptunaSweeper(Sweeper):
         except _search.SearchError as exc:
             _stop(str(exc))
         _search.adopt_orphans(study, storage)
+        n_trials = self.n_trials
+        if str(sampler_conf["_target_"]).endswith("BruteForceSampler"):
+            try:
+                points = _search.grid_points(plan, self.custom_search_space, self.config, n_trials + 1)
+            except _search.SearchError as exc:
+                _stop(str(exc))
+            if points < n_trials:  # as Hydra's sweeper does for its grid
+                log.info("The grid has %d points: n_trials is %d", points, points)
+                n_trials = points
         heartbeat = _search.Heartbeat(storage, self.heartbeat_interval)
         search = _search.Search(
             study,
             plan,
             self.launcher,
             sweep_dir,
-            n_trials=self.n_trials,
+            n_trials=n_trials,
             n_jobs=self.n_jobs,
             max_failure_rate=self.max_failure_rate,
             sampler_conf=sampler_conf,
@@ -206,7 +218,7 @@ class OptunaSweeper(Sweeper):
             study.study_name,
             self.storage or "in memory",
             sum(1 for t in study.get_trials(deepcopy=False) if _search.counts_as_done(t)),
-            self.n_trials,
+            n_trials,
             str(sampler_conf["_target_"]).rsplit(".", 1)[-1],
         )
         try:
