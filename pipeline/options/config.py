@@ -261,10 +261,12 @@ class Config:
             raise ConfigError(f"batch_size={self.batch_size} must be >= 1")
         positions = self.model.architecture.max_positions
         limit = min(MAX_SEQ_LENGTH_LIMIT, positions)
-        if not 2 <= self.max_seq_length <= limit:
+        shortest = self.task.min_seq_length
+        if not shortest <= self.max_seq_length <= limit:
             raise ConfigError(
-                f"max_seq_length={self.max_seq_length} must be within 2..{limit} "
-                f"(model {self.model.name} has {positions} positions)"
+                f"max_seq_length={self.max_seq_length} must be within {shortest}..{limit} "
+                f"(model {self.model.name} has {positions} positions; a sample of task={self.task.name} "
+                f"takes {shortest} special tokens)"
             )
 
     def dataset_folder(self) -> Path:

@@ -199,3 +199,10 @@ def test_served_inputs_are_checked_by_position() -> None:
         TASKS.create("multi_label").served_inputs([["a", "b"]])
     with pytest.raises(InputError, match=r"inputs\[9\] is a number and 3 more"):
         TASKS.create("multi_class").served_inputs(list(range(13)))
+
+
+def test_max_seq_length_leaves_room_for_the_special_tokens() -> None:
+    assert compose_config("task=pair", "max_seq_length=3").max_seq_length == 3
+    with pytest.raises(ConfigError, match=r"max_seq_length=2 must be within 3\.\.512 .* task=pair takes 3"):
+        compose_config("task=pair", "max_seq_length=2")
+    assert compose_config("max_seq_length=2").max_seq_length == 2

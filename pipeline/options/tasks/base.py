@@ -30,6 +30,7 @@ from pipeline.core.data import (
 from pipeline.core.errors import ConfigError, InputError
 from pipeline.core.files import atomic_write_text
 from pipeline.core.job_folder import PER_CLASS_FILE, PER_CLASS_TABLE
+from pipeline.core.tokenizer import SINGLE_SPECIAL_TOKENS
 from pipeline.options.groups import OptionGroup
 
 TASKS: OptionGroup[TaskConfig] = OptionGroup("task")
@@ -74,6 +75,8 @@ class TaskConfig:
     # One label per sample (a softmax over the labels); False: a sigmoid per label. Training the
     # demo models chooses its loss by it.
     single_label: ClassVar[bool] = True
+    # The shortest max_seq_length its samples fit in: their special tokens ([CLS] [SEP] for a text).
+    min_seq_length: ClassVar[int] = SINGLE_SPECIAL_TOKENS
     # Its quality metrics, headline first among them in sweep summaries.
     metric_names: ClassVar[tuple[str, ...]] = ()
     # The embedded demo: the dataset's builder in pipeline/core/demo_data.py and the model's

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pipeline.core.data import Inputs, LineFormat
+from pipeline.core.tokenizer import PAIR_SPECIAL_TOKENS
 from pipeline.options.tasks.base import TASKS, json_type, refuse
 from pipeline.options.tasks.multi_class import MultiClassTask
 
@@ -18,6 +19,8 @@ class PairTask(MultiClassTask):
 
     name: str = "pair"
     line_format: ClassVar[LineFormat] = LineFormat(text_fields=("text_a", "text_b"))
+    # [CLS] [SEP] [SEP]: from 5 on, each text keeps at least a token (docs/tasks.md).
+    min_seq_length: ClassVar[int] = PAIR_SPECIAL_TOKENS
     demo_dataset_kind: ClassVar[str] = "same_sentiment"
     demo_model_folder: ClassVar[str] = "demo-model-pair"
 
