@@ -53,8 +53,7 @@ def export_static(model, path_prefix: Path, inputs: list[str]) -> None:
     ]
     while spec[-1] is None:
         spec.pop()
-    # An input left out is None in its place: to_static takes that, its type hint does not say so.
-    static = paddle.jit.to_static(Exportable(model), input_spec=spec)  # type: ignore[arg-type]
+    static = paddle.jit.to_static(Exportable(model), input_spec=spec)
     paddle.jit.save(static, str(path_prefix))
 
 
