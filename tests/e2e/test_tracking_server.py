@@ -129,7 +129,13 @@ def test_a_granted_user_logs_a_finished_run(
     "launcher",
     [
         ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2"],
-        ["hydra/launcher=ray", "hydra.launcher.ray.init.num_cpus=2", "device.num_threads=1"],
+        # A cluster of the sweep's own, never one running on this machine.
+        [
+            "hydra/launcher=ray",
+            "hydra.launcher.ray.init.address=local",
+            "hydra.launcher.ray.init.num_cpus=2",
+            "device.num_threads=1",
+        ],
     ],
     ids=["joblib", "ray"],
 )
