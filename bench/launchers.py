@@ -34,6 +34,7 @@ LAUNCHERS = {
     "joblib": ["hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "device.num_threads=1"],
     "ray": [
         "hydra/launcher=ray",
+        "hydra.launcher.ray.init.address=local",  # a cluster of its own, sized here
         "hydra.launcher.ray.init.num_cpus=2",
         "hydra.launcher.ray.remote.num_cpus=1",
         "device.num_threads=1",

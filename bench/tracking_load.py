@@ -36,6 +36,7 @@ from tests.helpers.postgres import running_postgres
 SWEEP = ["batch_size=1,2,4,8,16,32,64,128", "max_seq_length=32,64,96,128", "infer.predict_data=false"]
 RAY = [
     "hydra/launcher=ray",
+    "hydra.launcher.ray.init.address=local",  # a cluster of its own, sized here
     "hydra.launcher.ray.init.num_cpus=4",
     "hydra.launcher.ray.remote.num_cpus=1",
     "device.num_threads=1",
