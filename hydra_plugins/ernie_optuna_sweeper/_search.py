@@ -32,6 +32,7 @@ from hydra.utils import get_class
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import (
     BaseDistribution,
+    CategoricalChoiceType,
     CategoricalDistribution,
     FloatDistribution,
     IntDistribution,
@@ -110,10 +111,10 @@ def distribution(override: Override) -> BaseDistribution:
         return FloatDistribution(float(sweep.start), float(sweep.end), log=log_scale)
     # Keeps Python's meaning of range(): `stop` is not a value.
     values = list(override.sweep_iterator(transformer=Transformer.encode))
-    if isinstance(sweep, RangeSweep) and not sweep.shuffle and all(isinstance(v, int) for v in values):
-        step = abs(int(sweep.step))
-        return IntDistribution(min(values), max(values), step=step)
-    return CategoricalDistribution(values)
+    numbers = [v for v in values if isinstance(v, int) and not isinstance(v, bool)]
+    if isinstance(sweep, RangeSweep) and not sweep.shuffle and len(numbers) == len(values):
+        return IntDistribution(min(numbers), max(numbers), step=abs(int(sweep.step)))
+    return CategoricalDistribution(cast("list[CategoricalChoiceType]", values))
 
 
 def describe(dist: BaseDistribution) -> str:
@@ -475,12 +476,13 @@ def make_storage(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                callback: dict[str, Any] = {callback_key: on_stale}
                 return optuna.storages.RDBStorage(
                     url,
                     engine_kwargs=engine_kwargs,
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period,
-                    **{callback_key: on_stale},
+                    **callback,
                 )
         except Exception as exc:  # two searches creating the tables at once: the second waits
             if attempt == 2:
@@ -492,11 +494,12 @@ def make_storage(
 
 def retry_callback(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None]:
     # Optuna >= 4.9 names it RetryHeartbeatStaleTrialCallback.
-    cls = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
+    cls: Any = getattr(optuna.storages, "RetryHeartbeatStaleTrialCallback", None)
     cls = cls or optuna.storages.RetryFailedTrialCallback
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return cls(max_retry=max_retry)  # type: ignore[no-any-return]
+        callback: Callable[[optuna.Study, FrozenTrial], None] = cls(max_retry=max_retry)
+    return callback
 
 
 def make_sampler(conf: Mapping[str, Any], seed: int | None) -> optuna.samplers.BaseSampler:

@@ -180,7 +180,7 @@ class OptunaSweeper(Sweeper):
                 study_name=self.study_name,
                 storage=storage,
                 sampler=_search.make_sampler(sampler_conf, sampler_conf.get("seed")),
-                directions=self.directions,
+                directions=cast("list[Any]", self.directions),
                 load_if_exists=True,
             )
         try:

@@ -86,7 +86,7 @@ class GroupSpace:
         keys = [key for key in GROUPS if key in searched or key in fixed]
         axes = [searched[key] if key in searched else [fixed[key]] for key in keys]
         reasons: dict[tuple[str, ...], str | None] = {}
-        for values in itertools.product(*axes):
+        for values in map(tuple, itertools.product(*axes)):
             combo = dict(zip(keys, values, strict=True))
             reasons[values] = (
                 cannot_run(combo.get("device", "cpu"), combo.get("engine", "onnxruntime"), combo["precision"])
@@ -98,13 +98,13 @@ class GroupSpace:
             why = sorted({str(reason) for reason in reasons.values()})
             raise PipelineError(f"no trial of this search can run: {'; '.join(why)}")
         left_out = []
-        for key, values in searched.items():
+        for key, declared_values in searched.items():
             position = keys.index(key)
-            for value in values:
+            for value in declared_values:
                 if not any(combo[key] == value for combo in runnable):
                     why = sorted({str(r) for v, r in reasons.items() if v[position] == value and r})
                     left_out.append(f"{key}={value} is left out of the search: {'; '.join(why)}")
-            searched[key] = [v for v in values if any(combo[key] == v for combo in runnable)]
+            searched[key] = [v for v in declared_values if any(combo[key] == v for combo in runnable)]
         return cls(searched, dict(fixed), runnable, left_out)
 
     def order(self) -> list[str]:

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -157,7 +158,7 @@ def finish(process: subprocess.Popen, timeout: int = 300) -> int:
         raise
 
 
-def load_study(folder: Path, storage: str | None = None) -> optuna.Study:
+def load_study(folder: Path, storage: str | None = None) -> Any:
     return optuna.load_study(study_name="toy", storage=storage or f"sqlite:///{folder}/optuna.db")
 
 
@@ -169,7 +170,7 @@ def job_folders(folder: Path) -> list[int]:
     return sorted(int(p.name) for p in (folder / "search").iterdir() if p.name.isdigit())
 
 
-def states(study: optuna.Study) -> list[str]:
+def states(study: Any) -> list[str]:
     return [t.state.name for t in study.trials]
 
 
