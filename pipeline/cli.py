@@ -1,5 +1,6 @@
 """`run.py`'s errors as one line each: Hydra's own (an unknown key, a bad override, an option that
-does not exist, a sweep without -m, a run folder that cannot be made) read like ours.
+does not exist, a sweep without -m, a run folder that cannot be made) read like ours; and an
+interrupt (Ctrl-C, SIGTERM) as one line that says what it stopped and the command that resumes it.
 
 `HYDRA_FULL_ERROR=1` still gives the whole trace to those who ask for it.
 """
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -15,6 +17,7 @@ from contextlib import contextmanager
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+from pipeline.core import interrupts
 from pipeline.options.config import renamed_key
 
 _FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -76,3 +79,41 @@ def readable_errors() -> Iterator[None]:
     finally:
         if not asked_for_trace:
             os.environ.pop(_FULL_ERROR, None)
+
+
+def resume_command(argv: list[str], overrides: dict[str, str]) -> str:
+    """The command line `argv` (as typed: `sys.orig_argv`) with `overrides` set, quoted for a shell."""
+    kept = [a for a in argv if a.split("=", 1)[0] not in overrides]
+    return shlex.join([*kept, *(f"{key}={value}" for key, value in overrides.items())])
+
+
+@contextmanager
+def interrupts_end_cleanly() -> Iterator[None]:
+    """Ctrl-C and SIGTERM end the process with one line and exit status 130 or 143, never a
+    traceback: what was interrupted (the job, or the sweep with its jobs recorded KILLED) and the
+    command that resumes it. The clean-ups the job and the sweep registered run first; further
+    signals wait for them (they are short and bounded)."""
+    interrupts.install()
+    # joblib's workers die with an interrupted sweep; multiprocessing's resource tracker, a process
+    # started with this one's -W options, would then warn about their semaphores after our line.
+    sys.warnoptions.append("ignore::UserWarning:multiprocessing.resource_tracker")
+    try:
+        yield
+    except (KeyboardInterrupt, interrupts.Terminated, interrupts.Interrupted) as exc:
+        signum = interrupts.signal_of(exc)
+        name = interrupts.NAMES[signum]
+        with interrupts.deferred(raise_last=False):
+            stopped = interrupts.run_cleanups(f"interrupted by {name}")
+        what = (
+            stopped[-1].what
+            if stopped
+            else exc.what
+            if isinstance(exc, interrupts.Interrupted)
+            else "before any job started"
+        )
+        resume = stopped[-1].resume_overrides if stopped else {}
+        print(
+            f"interrupted by {name}: {what}; to resume: {resume_command(list(sys.orig_argv), resume)}",
+            file=sys.stderr,
+        )
+        sys.exit(interrupts.exit_status(signum))

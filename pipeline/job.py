@@ -1,5 +1,10 @@
 """One Hydra job: validate, run its stages into the job folder, record how it ended, then make
-the folder its MLflow run. Tracking comes last and apart: a store that fails loses no work."""
+the folder its MLflow run. Tracking comes last and apart: a store that fails loses no work.
+
+Ctrl-C or SIGTERM at any moment of the job (pipeline.core.interrupts) records it KILLED, ends its
+run KILLED where logging had begun, and raises Interrupted: run.py prints one line and exits
+130 or 143; in a sweep the sweep's own clean-up follows (pipeline.sweep.callback).
+"""
 
 from __future__ import annotations
 
@@ -14,20 +19,25 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.core import interrupts
 from pipeline.core.errors import ConfigError, PipelineError, TrackingError, UnsupportedCombination
 from pipeline.core.job_folder import (
     TRACKING_FILE,
     job_name,
+    job_status,
+    start_job,
     swept_names,
     write_job_status,
     write_json,
 )
+from pipeline.core.sweep_state import job_ended
 from pipeline.options.config import Config, validate
 from pipeline.options.paths import check_paths
+from pipeline.options.tracking import MlflowConfig
 from pipeline.runner.evaluate import evaluate_job
 from pipeline.runner.predict import predict_job
 from pipeline.runner.record import begin_record
-from pipeline.tracking.job_record import log_job_folder, tracking_state
+from pipeline.tracking.job_record import end_job_run, log_job_folder, tracking_state
 
 log = logging.getLogger(__name__)
 
@@ -42,24 +52,78 @@ class Outcome:
     tracking_error: TrackingError | None = None  # the store did not take the run; the files are kept
 
 
+@dataclass
+class Attempt:
+    """The job running in `job_dir`, as an interrupt's clean-up needs it."""
+
+    job_dir: Path
+    name: str
+    mlflow: MlflowConfig | None = None  # set once logging begins: there may be a run to end
+
+    def stop(self, reason: str) -> interrupts.Stopped:
+        """KILLED, unless the job had ended; its run KILLED where logging had begun. Bounded: the
+        store's calls end within seconds, and further signals wait for the end of it."""
+        with interrupts.deferred(raise_last=False):
+            if not job_ended(self.job_dir):
+                write_job_status(self.job_dir, "KILLED", reason)
+                if self.mlflow is not None:
+                    try:
+                        end_job_run(self.job_dir, self.mlflow, "KILLED")
+                    except TrackingError as exc:
+                        log.warning("the interrupted job's run was not marked KILLED: %s", exc)
+        status = job_status(self.job_dir)["status"]
+        return interrupts.Stopped(f"job {self.name} in {self.job_dir} ({status})")
+
+
 def run_job(cfg: DictConfig) -> float | list[float] | None:
     """Returns the `objectives` metrics (for sweepers that optimise them), or None for a job that
     failed or was skipped. A failing single run exits 2 with one line on stderr; in a sweep the
-    job is recorded and the sweep goes on."""
+    job is recorded and the sweep goes on. An interrupt raises interrupts.Interrupted."""
     hydra = HydraConfig.get()
     job_dir = Path(hydra.runtime.output_dir).absolute()
     multirun = hydra.mode == RunMode.MULTIRUN
     sweep_dir = Path(hydra.sweep.dir).absolute() if multirun else None
     # A sweep's jobs are named by what they sweep; the overrides they share are in the parent run.
     overrides = swept_names(list(hydra.overrides.task), sweep_dir)
-    checked = _validated(cfg, job_dir, multirun)
-    if isinstance(checked, Outcome):
-        write_job_status(job_dir, checked.status, checked.error)
-        outcome = checked
-    else:
-        outcome = execute(checked, job_dir, overrides, OmegaConf.to_yaml(cfg, resolve=True), sweep_dir)
-    _report(outcome, job_name(overrides), job_dir, multirun)
+    # Also in a joblib or Ray worker, which runs jobs in its main thread.
+    with interrupts.handled():
+        return _attempt(cfg, Attempt(job_dir, job_name(overrides)), overrides, multirun, sweep_dir)
+
+
+def _attempt(
+    cfg: DictConfig, attempt: Attempt, overrides: list[str], multirun: bool, sweep_dir: Path | None
+) -> float | list[float] | None:
+    interrupts.forget()
+    start_job(attempt.job_dir)
+    key = f"job {attempt.job_dir}"
+    # Where the job runs in the process that started it, its clean-up also runs at the top of it
+    # (pipeline/cli.py), should a second signal cut the one below short.
+    interrupts.on_interrupt(key, attempt.stop)
+    interrupted = False
+    try:
+        outcome = _run(cfg, attempt, overrides, multirun, sweep_dir)
+        _report(outcome, attempt.name, attempt.job_dir, multirun)
+    except (KeyboardInterrupt, interrupts.Terminated) as exc:
+        interrupted = True
+        signum = interrupts.signal_of(exc)
+        stopped = attempt.stop(f"interrupted by {interrupts.NAMES[signum]}")
+        interrupts.done(key)
+        raise interrupts.Interrupted(signum, stopped.what) from None
+    finally:
+        if not interrupted:
+            interrupts.done(key)
     return _objectives(outcome)
+
+
+def _run(
+    cfg: DictConfig, attempt: Attempt, overrides: list[str], multirun: bool, sweep_dir: Path | None
+) -> Outcome:
+    checked = _validated(cfg, attempt.job_dir, multirun)
+    if isinstance(checked, Outcome):
+        write_job_status(attempt.job_dir, checked.status, checked.error)
+        return checked
+    composed = OmegaConf.to_yaml(cfg, resolve=True)
+    return execute(checked, attempt.job_dir, overrides, composed, sweep_dir, attempt)
 
 
 def _validated(cfg: DictConfig, job_dir: Path, multirun: bool) -> Config | Outcome:
@@ -87,7 +151,12 @@ def _validated(cfg: DictConfig, job_dir: Path, multirun: bool) -> Config | Outco
 
 
 def execute(
-    config: Config, job_dir: Path, overrides: list[str], composed_yaml: str, sweep_dir: Path | None = None
+    config: Config,
+    job_dir: Path,
+    overrides: list[str],
+    composed_yaml: str,
+    sweep_dir: Path | None = None,
+    attempt: Attempt | None = None,
 ) -> Outcome:
     """Runs a valid config's stages into `job_dir`, writes how the job ended, then logs the folder
     as its MLflow run (nested under the sweep's parent run where `sweep_dir` has one)."""
@@ -98,8 +167,10 @@ def execute(
         outcome.metrics = run(config, job_dir)
         outcome.status = "FINISHED"
     except PipelineError as exc:
+        interrupts.raise_if_received()  # a library turned the interrupt into an error
         outcome.error = str(exc)
     except Exception as exc:
+        interrupts.raise_if_received()
         outcome.error = f"{type(exc).__name__}: {exc}"
         outcome.bug = exc
         if sweep_dir is not None:
@@ -107,6 +178,8 @@ def execute(
     where = f" [host {platform.node()}]" if sweep_dir is not None and outcome.status == "FAILED" else ""
     write_job_status(job_dir, outcome.status, outcome.error + where)
     if config.mlflow.enabled:
+        if attempt is not None:
+            attempt.mlflow = config.mlflow
         outcome.tracking_error = _track(config, job_dir, sweep_dir, outcome.status)
     return outcome
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -15,12 +16,15 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
-from pipeline.core.job_folder import record_lost_job
+from pipeline.core import interrupts
+from pipeline.core.job_folder import job_status, record_lost_job
 
 if TYPE_CHECKING:
     from hydra_plugins.ernie_ray_launcher.ray_launcher import ClusterRayLauncher
 
 log = logging.getLogger(__name__)
+# After an interrupt, jobs get this long to record themselves KILLED before their workers are killed.
+_STOP_SECONDS = 10
 
 
 def _run_job(
@@ -62,6 +66,9 @@ def launch(
             "Ray: %s; ray.init(%s)", cluster_described(launcher.init_options, init_options), init_options
         )
         ray.init(**init_options)
+        # ray.init sets a SIGTERM handler that exits at once (and Ray's core one that aborts): the
+        # sweep's own handler is put back, so that SIGTERM stops the jobs and records them KILLED.
+        interrupts.install()
     log.info(
         "Ray launcher: %d jobs on %s, sweep folder %s", len(job_overrides), ray.cluster_resources(), sweep_dir
     )
@@ -83,7 +90,39 @@ def launch(
         job_dir = sweep_dir / str(sweep_config.hydra.sweep.subdir)
         task = remote.remote(hydra_context, launcher.task_function, sweep_config, singleton_state)
         runs.append((task, job_dir, list(overrides)))
+    tasks = [task for task, _, _ in runs]
+    try:
+        wait_for(tasks)
+    except (KeyboardInterrupt, interrupts.Terminated):
+        with interrupts.deferred(raise_last=False):
+            stop_tasks(tasks)
+        raise
     return [job_result(task, job_dir, overrides) for task, job_dir, overrides in runs]
+
+
+def wait_for(tasks: list[ray.ObjectRef]) -> None:
+    """Returns once every task has ended. An interrupt is raised here, between waits: raised inside
+    Ray's get it would surface as a SystemError from Ray's C code."""
+    with interrupts.deferred() as arrived:
+        pending = list(tasks)
+        while pending and not arrived:
+            _, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+
+
+def stop_tasks(tasks: list[ray.ObjectRef]) -> None:
+    """The sweep was interrupted: its jobs stop with it. A running job gets a KeyboardInterrupt
+    (its folder and run become KILLED, pipeline/job.py); one that has not ended within
+    _STOP_SECONDS is killed with its worker, and a queued one never starts."""
+    for task in tasks:
+        ray.cancel(task, force=False)
+    deadline = time.monotonic() + _STOP_SECONDS
+    pending = list(tasks)
+    while pending and time.monotonic() < deadline:
+        _, pending = ray.wait(pending, num_returns=len(pending), timeout=0.5)
+    for task in pending:
+        ray.cancel(task, force=True)
+    if pending:
+        ray.wait(pending, num_returns=len(pending), timeout=5)
 
 
 def job_result(task: ray.ObjectRef, job_dir: Path, overrides: list[str]) -> JobReturn:
@@ -95,16 +134,22 @@ def job_result(task: ray.ObjectRef, job_dir: Path, overrides: list[str]) -> JobR
     try:
         return ray.get(task)
     except ray.exceptions.RayError as exc:
+        if job_status(job_dir)["status"] == "KILLED":  # a signal to the worker stopped it
+            return _no_value(job_dir, overrides)
         reason = (
             cannot_import(exc)
             or f"Ray task lost: {type(exc).__name__}: {str(exc).strip().splitlines()[0][:300]}"
         )
         log.error("job %s: %s", job_dir.name, reason)
         record_lost_job(job_dir, overrides, reason)
-        result = JobReturn(overrides=overrides, working_dir=str(job_dir))
-        result.status = JobStatus.COMPLETED
-        result.return_value = None
-        return result
+        return _no_value(job_dir, overrides)
+
+
+def _no_value(job_dir: Path, overrides: list[str]) -> JobReturn:
+    result = JobReturn(overrides=overrides, working_dir=str(job_dir))
+    result.status = JobStatus.COMPLETED
+    result.return_value = None
+    return result
 
 
 def cannot_import(exc: Exception) -> str | None:

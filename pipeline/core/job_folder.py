@@ -8,6 +8,9 @@ the MLflow run is made from them, sweeps summarise them, resync repairs a run fr
 from __future__ import annotations
 
 import json
+import os
+import platform
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +25,9 @@ PREDICTIONS_FILE = "predictions.jsonl"
 PER_CLASS_FILE = "per_class.md"
 PER_CLASS_TABLE = "per_class.json"
 CONFUSION_FILE = "confusion_matrix.png"
-JOB_STATUS_FILE = "job_status.json"  # FINISHED | FAILED | SKIPPED, and the error
+# RUNNING (started_at, host, pid) from the job's start; then FINISHED | FAILED | SKIPPED | KILLED,
+# the error and ended_at. A job's MLflow run takes its start and end times from here.
+JOB_STATUS_FILE = "job_status.json"
 TRACKING_FILE = "tracking.json"  # the MLflow run, or why the store did not take it
 OVERRIDES_FILE = Path(".hydra") / "overrides.yaml"  # Hydra writes it; sweeps list jobs by it
 SWEEP_FILE = "sweep.json"  # in a sweep folder: what was swept, then the outcome (pipeline.sweep)
@@ -67,12 +72,57 @@ def write_json(path: Path, value: dict[str, Any]) -> None:
     atomic_write_text(Path(path), json.dumps(value, indent=2, ensure_ascii=False, default=str) + "\n")
 
 
+# What a job writes as it runs: an attempt that runs the job again in its folder starts without them.
+ATTEMPT_FILES = (JOB_FILE, METRICS_FILE, PREDICTIONS_FILE, PER_CLASS_FILE, PER_CLASS_TABLE, CONFUSION_FILE)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def start_job(job_dir: Path) -> None:
+    """The job starts (again) in `job_dir`: RUNNING since now, on this host and pid. An earlier
+    attempt's outputs and run record go (a prediction's part files stay: it resumes from them)."""
+    job_dir = Path(job_dir)
+    job_dir.mkdir(parents=True, exist_ok=True)
+    for name in (*ATTEMPT_FILES, TRACKING_FILE):
+        (job_dir / name).unlink(missing_ok=True)
+    record = {"status": "RUNNING", "error": "", "started_at": now_iso()}
+    write_json(job_dir / JOB_STATUS_FILE, {**record, "host": platform.node(), "pid": os.getpid()})
+
+
 def write_job_status(job_dir: Path, status: str, error: str = "") -> None:
-    write_json(Path(job_dir) / JOB_STATUS_FILE, {"status": status, "error": error})
+    """How the job ended, now; it keeps when and where it started (`start_job`)."""
+    started = {k: v for k, v in job_status(job_dir).items() if k in ("started_at", "host", "pid")}
+    record = {"status": status, "error": error, **started, "ended_at": now_iso()}
+    write_json(Path(job_dir) / JOB_STATUS_FILE, record)
 
 
-def job_status(job_dir: Path) -> dict[str, str]:
+def job_status(job_dir: Path) -> dict[str, Any]:
     return read_json(Path(job_dir) / JOB_STATUS_FILE) or {"status": "UNKNOWN", "error": ""}
+
+
+def epoch_ms(stamp: object) -> int | None:
+    """An ISO time (`now_iso()`) in ms since the epoch; None where there is none."""
+    if not stamp:
+        return None
+    try:
+        return int(datetime.fromisoformat(str(stamp)).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
+def job_times(job_dir: Path) -> tuple[int | None, int | None]:
+    """(start, end) of the job in ms since the epoch, as MLflow keeps run times. A folder written
+    before job_status.json had times: when config.yaml and job_status.json were written."""
+    job_dir = Path(job_dir)
+    status = job_status(job_dir)
+    start, end = epoch_ms(status.get("started_at")), epoch_ms(status.get("ended_at"))
+    if start is None and (job_dir / CONFIG_FILE).is_file():
+        start = int((job_dir / CONFIG_FILE).stat().st_mtime * 1000)
+    if end is None and status["status"] != "RUNNING" and (job_dir / JOB_STATUS_FILE).is_file():
+        end = int((job_dir / JOB_STATUS_FILE).stat().st_mtime * 1000)
+    return start, end
 
 
 def update_job_record(job_dir: Path, **fields: Any) -> dict[str, Any]:

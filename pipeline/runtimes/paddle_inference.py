@@ -6,12 +6,14 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.core import interrupts
 from pipeline.core.errors import ModelError
 from pipeline.core.files import environment_kept
 from pipeline.core.model_files import find_model_files
 from pipeline.runtimes.base import check_feedable, feed_for
 
-with environment_kept():
+# Importing paddle puts its own SIGTERM handler in Python's place (pipeline.core.interrupts).
+with environment_kept(), interrupts.shielded():
     from paddle import inference
 
 
@@ -32,6 +34,8 @@ class PaddleInferenceSession:
             raise ModelError(
                 f"Paddle Inference cannot load {files.graph}: {str(exc).strip()[:300]}"
             ) from None
+        finally:
+            interrupts.reclaim_signals()
         self.input_names = list(self.predictor.get_input_names())
         check_feedable(files.graph, self.input_names)
         self.output = self.predictor.get_output_handle(self.predictor.get_output_names()[0])

@@ -8,6 +8,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from pipeline.core import interrupts
 from pipeline.core.cache import cached_artifact, content_key, installed_version
 from pipeline.core.errors import ModelError
 from pipeline.core.files import environment_kept
@@ -52,7 +53,11 @@ def _export(files: PaddleModelFiles, opset: int, checker: bool, out_dir: Path) -
         log = io.StringIO()
         try:
             with contextlib.redirect_stdout(log), environment_kept():
-                import paddle2onnx
+                # paddle2onnx imports paddle, which puts its own SIGTERM handler in Python's place
+                # (pipeline.core.interrupts); here, so that Python gets it back at once.
+                with interrupts.shielded():
+                    import paddle  # noqa: F401
+                    import paddle2onnx
 
                 paddle2onnx.export(
                     str(graph),
@@ -65,6 +70,8 @@ def _export(files: PaddleModelFiles, opset: int, checker: bool, out_dir: Path) -
                 )
         except Exception as exc:
             raise ModelError(f"paddle2onnx could not convert {files.graph}: {exc}") from None
+        finally:
+            interrupts.reclaim_signals()
         if not raw.is_file():
             raise ModelError(f"paddle2onnx wrote no model for {files.graph}: {log.getvalue()[-500:]}")
         with contextlib.redirect_stdout(log):

@@ -11,6 +11,7 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
+from pipeline.core import interrupts
 from pipeline.core.cache import cached_artifact, content_key, installed_version
 from pipeline.core.errors import ModelError
 from pipeline.core.files import names_a_path
@@ -112,6 +113,7 @@ def export_random(model: ModelConfig, num_labels: int, pad_id: int, cache_dir: P
 
     def build(out: Path) -> None:
         log.info("exporting %s with random weights", model.name)
+        _import_paddle()
         dynamic = build_random(model.architecture, num_labels, pad_id, seed)
         export_static(dynamic, out / EXPORT_PREFIX, model.inputs)
 
@@ -173,11 +175,20 @@ def export_checkpoint(model: ModelConfig, num_labels: int, cache_dir: Path) -> P
 
     def build(out: Path) -> None:
         log.info("exporting checkpoint %s", checkpoint)
+        _import_paddle()
         dynamic = load_checkpoint(checkpoint, model.architecture, num_labels)
         export_static(dynamic, out / EXPORT_PREFIX, model.inputs)
 
     folder, _ = cached_artifact(cache_dir, "exports", key, build)
     return folder / EXPORT_PREFIX
+
+
+def _import_paddle() -> None:
+    """paddle and paddlenlp, imported where signals wait: importing them puts their own SIGTERM
+    handlers (or none) in Python's place, which pipeline.core.interrupts puts back."""
+    with interrupts.shielded():
+        import paddle  # noqa: F401
+        import paddlenlp.transformers  # noqa: F401
 
 
 def static_graph(model: ModelConfig, num_labels: int, pad_id: int, cache_dir: Path) -> Path:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import DEMO_MODEL_DIR
+from pipeline.core import interrupts
 from pipeline.core.errors import ModelError
 from pipeline.core.model_files import find_model_files
 from pipeline.core.tokenizer import Tokenizer, load_tokenizer
@@ -32,13 +33,21 @@ def model_tokenizer(model: ModelConfig, kind: str) -> tuple[Tokenizer, str]:
     cannot be had (a PaddleNLP name offline) the demo tokenizer serves: its ids fit every vocab.
     """
     try:
-        return load_tokenizer(model.name_or_path, kind), model.name_or_path
+        return _load_tokenizer(model.name_or_path, kind), model.name_or_path
     except ModelError as exc:
         if model.weights != "random":
             raise
         log.warning("%s -- random weights: the demo tokenizer serves instead", exc)
         fallback = str(DEMO_MODEL_DIR / "tokenizer")
-        return load_tokenizer(fallback, kind), fallback
+        return _load_tokenizer(fallback, kind), fallback
+
+
+def _load_tokenizer(name_or_path: str, kind: str) -> Tokenizer:
+    try:
+        return load_tokenizer(name_or_path, kind)
+    finally:
+        # PaddleNLP's tokenizer imports paddlenlp, which resets SIGTERM (pipeline.core.interrupts).
+        interrupts.reclaim_signals()
 
 
 @dataclass(frozen=True)

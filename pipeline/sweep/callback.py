@@ -1,23 +1,42 @@
 """The Hydra callback that makes a multirun one MLflow parent run with a summary of its jobs.
 
-At the start it opens the parent run (jobs nest under it by its `sweep_dir` tag); at the end it
-writes the summary, the selection and the Pareto front from the job folders, makes the parent
-run whole, marks and registers the winner, and says once which jobs the store did not take.
+At the start it checks that the sweep folder holds no other sweep (rerunning the same command
+into its folder resumes it: pipeline.core.sweep_state), and opens the parent run (jobs nest
+under it by its `sweep_dir` tag). At the end it writes the summary, the selection and the Pareto
+front from the job folders, makes the parent run whole, marks and registers the winner, and says
+once which jobs the store did not take.
+
+A sweep that does not end FINISHED says so in sweep_end.json before Hydra's end-of-sweep
+callbacks run (an Optuna search stopped early: FAILED); the parent run ends with that status and
+the summary is still written. An interrupt (Ctrl-C, SIGTERM) reaches the top of the process
+(pipeline/cli.py), which runs the clean-up registered here: the jobs that had not ended become
+KILLED, then sweep_end.json, the parent run and its running child runs KILLED, then the summary.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from pipeline.core import interrupts
 from pipeline.core.errors import TrackingError
 from pipeline.core.files import atomic_write_text
-from pipeline.core.job_folder import JOB_FILE, SWEEP_FILE, write_json
+from pipeline.core.job_folder import (
+    JOB_FILE,
+    SWEEP_FILE,
+    clear_sweep_end,
+    now_iso,
+    read_json,
+    sweep_end,
+    write_json,
+    write_sweep_end,
+)
+from pipeline.core.sweep_state import mark_killed, sweep_difference
 from pipeline.options.config import SelectConfig
 from pipeline.options.tracking import MlflowConfig
 from pipeline.sweep.pareto import write_pareto
@@ -25,7 +44,13 @@ from pipeline.sweep.selection import Selection, select_winner, write_selection
 from pipeline.sweep.summary import headline_metric, summary_columns, sweep_rows, write_sweep_summary
 from pipeline.tracking.job_record import JOB_DIR_TAG, tracking_state
 from pipeline.tracking.store import CredentialsRefused, Store
-from pipeline.tracking.sweep_record import SWEEP_DIR_TAG, log_sweep_folder, open_sweep_run, sweep_folder
+from pipeline.tracking.sweep_record import (
+    SWEEP_DIR_TAG,
+    end_sweep_runs,
+    log_sweep_folder,
+    open_sweep_run,
+    sweep_folder,
+)
 
 BASE_CONFIG_FILE = "base_config.yaml"
 
@@ -57,12 +82,24 @@ class SweepTracking(Callback):
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = sweep_folder(config.hydra.sweep.dir)
+        overrides = [str(o) for o in config.hydra.overrides.task]
+        if difference := sweep_difference(sweep_dir, overrides):  # before anything is written
+            print(f"error: {difference}", file=sys.stderr)
+            sys.exit(2)
+        # From here an interrupt ends the sweep KILLED (pipeline/cli.py runs this).
+        interrupts.on_interrupt(_cleanup_key(sweep_dir), lambda reason: self.interrupted(config, reason))
+        earlier = read_json(sweep_dir / SWEEP_FILE) or {}
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        base = OmegaConf.to_container(config, resolve=False)
+        clear_sweep_end(sweep_dir)
+        base = cast(dict[str, Any], OmegaConf.to_container(config, resolve=False))
         base.pop("hydra", None)
         atomic_write_text(sweep_dir / BASE_CONFIG_FILE, OmegaConf.to_yaml(base))
-        overrides = [str(o) for o in config.hydra.overrides.task]
-        record = {"overrides": overrides, "swept_keys": swept_keys(config), "files": [BASE_CONFIG_FILE]}
+        record = {
+            "overrides": overrides,
+            "swept_keys": swept_keys(config),
+            "files": [BASE_CONFIG_FILE],
+            "started_at": earlier.get("started_at") or now_iso(),  # a resumed sweep keeps its start
+        }
         write_json(sweep_dir / SWEEP_FILE, record)
         mlflow_config = _mlflow_config(config)
         if not mlflow_config.enabled:
@@ -80,24 +117,56 @@ class SweepTracking(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = sweep_folder(config.hydra.sweep.dir)
+        status = sweep_end(sweep_dir)["status"]
         rows = sweep_rows(sweep_dir)
-        selection = select_winner(rows, SelectConfig(**OmegaConf.to_container(config.select, resolve=True)))
+        select = cast(dict[str, Any], OmegaConf.to_container(config.select, resolve=True))
+        selection = select_winner(rows, SelectConfig(**select))
         written = [*write_sweep_summary(sweep_dir), write_selection(sweep_dir, selection)]
         written += write_pareto(sweep_dir, rows, headline_metric(rows))
-        _print_outcome(sweep_dir, rows, selection)
+        if status != "KILLED":  # an interrupt ends with one line (pipeline/cli.py)
+            _print_outcome(sweep_dir, rows, selection)
         record = sweep_outcome(config, rows, selection, [p.name for p in written])
         write_json(sweep_dir / SWEEP_FILE, record)
         mlflow_config = _mlflow_config(config)
-        if not mlflow_config.enabled:
-            return
         reasons = []
-        try:
-            log_sweep_folder(mlflow_config, sweep_dir)
-            if selection.winner is not None:
-                _record_winner(mlflow_config, sweep_dir, selection)
-        except TrackingError as exc:
-            reasons.append(str(exc))
-        _report_untracked(sweep_dir, rows, reasons)
+        if mlflow_config.enabled:
+            try:
+                # A sweep that ends early ends soon: its store calls give up within seconds.
+                log_sweep_folder(mlflow_config, sweep_dir, quick=status != "FINISHED")
+                if selection.winner is not None and status == "FINISHED":
+                    _record_winner(mlflow_config, sweep_dir, selection)
+            except TrackingError as exc:
+                reasons.append(str(exc))
+        interrupts.done(_cleanup_key(sweep_dir))
+        if mlflow_config.enabled and status != "KILLED":
+            _report_untracked(sweep_dir, rows, reasons)
+
+    def interrupted(self, config: DictConfig, reason: str) -> interrupts.Stopped:
+        """The clean-up after an interrupt, once the launcher has stopped its workers: jobs that had
+        not ended KILLED, then the parent run and its running child runs KILLED (before the rest:
+        no run is left RUNNING), then the summary of every job so far."""
+        sweep_dir = sweep_folder(config.hydra.sweep.dir)
+        mlflow_config = _mlflow_config(config)
+        mark_killed(sweep_dir, reason)
+        write_sweep_end(sweep_dir, "KILLED", reason)
+        if mlflow_config.enabled:
+            try:
+                end_sweep_runs(mlflow_config, sweep_dir, "KILLED")
+            except TrackingError as exc:
+                print(
+                    f"warning: {exc}; later: python -m pipeline.tracking resync {sweep_dir}", file=sys.stderr
+                )
+        self.on_multirun_end(config)
+        rows = sweep_rows(sweep_dir)
+        finished = sum(1 for r in rows if r["status"] == "FINISHED")
+        killed = [str(r["job"]) for r in rows if r["status"] == "KILLED"]
+        stopped = f"KILLED: job {', '.join(killed)}" if killed else "none was running"
+        what = f"sweep {sweep_dir} ({finished} {'job' if finished == 1 else 'jobs'} finished; {stopped})"
+        return interrupts.Stopped(what, {"hydra.sweep.dir": str(sweep_dir)})
+
+
+def _cleanup_key(sweep_dir: Path) -> str:
+    return f"sweep {sweep_dir}"
 
 
 def _report_untracked(sweep_dir: Path, rows: list[dict[str, object]], reasons: list[str]) -> None:
@@ -121,8 +190,9 @@ def _report_untracked(sweep_dir: Path, rows: list[dict[str, object]], reasons: l
 def _print_outcome(sweep_dir: Path, rows: list[dict[str, object]], selection: Selection) -> None:
     failed = [r for r in rows if r["status"] == "FAILED"]
     skipped = [r for r in rows if r["status"] == "SKIPPED"]
+    finished = sum(1 for r in rows if r["status"] == "FINISHED")
     print(
-        f"sweep {sweep_dir}: {len(rows) - len(failed) - len(skipped)} finished, "
+        f"sweep {sweep_dir}: {finished} finished, "
         f"{len(failed)} failed, {len(skipped)} skipped; summary in {sweep_dir / 'summary.md'}"
     )
     for row in failed:
@@ -146,6 +216,7 @@ def sweep_outcome(
         "jobs": len(rows),
         "jobs_failed": sum(1 for r in rows if r["status"] == "FAILED"),
         "jobs_skipped": sum(1 for r in rows if r["status"] == "SKIPPED"),
+        "jobs_killed": sum(1 for r in rows if r["status"] == "KILLED"),
         f"best_{quality}": best(quality, max),
         "best_latency_ms": best("latency_ms", min),
         "winner_latency_ms": winner.get("latency_ms"),
@@ -153,7 +224,8 @@ def sweep_outcome(
         f"winner_{quality}": winner.get(quality),
     }
     tags = {"winner_job": str(winner["job"]), "winner_overrides": str(winner["overrides"])} if winner else {}
-    summary = (sweep_folder(config.hydra.sweep.dir) / "summary.md").read_text(encoding="utf-8")
+    sweep_dir = sweep_folder(config.hydra.sweep.dir)
+    summary = (sweep_dir / "summary.md").read_text(encoding="utf-8")
     note = "\n\n".join(["\n".join(f"- {line}" for line in selection.reasons), summary])
     table = [{column: row.get(column) for column in summary_columns(rows)} for row in rows]
     return {
@@ -164,6 +236,8 @@ def sweep_outcome(
         "tags": tags,
         "note": note,
         "tables": {"summary_table.json": table},
+        "started_at": (read_json(sweep_dir / SWEEP_FILE) or {}).get("started_at"),
+        "ended_at": now_iso(),
     }
 
 

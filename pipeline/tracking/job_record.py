@@ -4,7 +4,9 @@ Single runs, sweep jobs and `python -m pipeline.tracking resync` all call `log_j
 finds the folder's run by its `job_dir` tag (or creates it), logs what the run lacks (params,
 metrics, tags, the dataset, the model, artifacts) and gives it the job's status. A run left
 RUNNING or half-logged by a store that failed is completed, never duplicated; a second call
-changes nothing.
+changes nothing. A run is one attempt of its job: its start and end times are the job's (from
+job_status.json), and a job run again in its folder (a resumed sweep) replaces the run of the
+earlier attempt, which goes to MLflow's trash.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pipeline.core.job_folder import (
     job_name,
     job_overrides,
     job_status,
+    job_times,
     read_json,
     sweep_of,
     write_json,
@@ -43,6 +46,8 @@ JOB_DIR_TAG = "job_dir"
 # A sweep job's run names its sweep (the folder's name: a column of the runs table); the parent run
 # holds the whole path in `sweep_dir`.
 SWEEP_TAG = "sweep"
+# When the job's attempt started: a run whose tag differs belongs to an earlier attempt.
+ATTEMPT_TAG = "job_started_at"
 _TERMINAL = ("FINISHED", "FAILED")
 
 
@@ -56,6 +61,8 @@ class JobFolder:
     config: dict[str, Any]
     record: dict[str, Any]  # job.json
     metrics: dict[str, Any] = field(default_factory=dict)
+    started_at: str = ""  # job_status.json's, "" in folders written before it had one
+    times: tuple[int | None, int | None] = (None, None)  # (start, end) in ms since the epoch
 
     @classmethod
     def read(cls, job_dir: Path) -> JobFolder:
@@ -69,7 +76,10 @@ class JobFolder:
         config = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8")) or {}
         record = read_json(path / JOB_FILE) or {}
         metrics = read_json(path / METRICS_FILE) or {}
-        return cls(path, status["status"], status.get("error", ""), config, record, metrics)
+        started = str(status.get("started_at") or "")
+        return cls(
+            path, status["status"], status.get("error", ""), config, record, metrics, started, job_times(path)
+        )
 
     @property
     def name(self) -> str:
@@ -88,6 +98,8 @@ class JobFolder:
     def tags(self, sweep_dir: Path | None) -> dict[str, str]:
         tags = {str(k): str(v) for k, v in (self.record.get("tags") or {}).items()}
         tags[JOB_DIR_TAG] = str(self.path)
+        if self.started_at:
+            tags[ATTEMPT_TAG] = self.started_at
         if self.error:
             tags["error"] = self.error
         if sweep_dir is not None:
@@ -152,8 +164,12 @@ def _log(job: JobFolder, store: Store, parent_run_id: str | None) -> str:
     if parent_run_id is None and sweep_dir is not None:  # a sweep job nests under its parent run
         parent = store.find_run(SWEEP_DIR_TAG, str(sweep_dir))
         parent_run_id = parent.info.run_id if parent else None
+    if found is not None and found.data.tags.get(ATTEMPT_TAG, "") != job.started_at:
+        store.run(found.info.run_id).delete()  # an earlier attempt of this job: one run per job
+        found = None
+    start, end = job.times
     if found is None:
-        run = store.run(store.create_run(job.name, tags, parent_run_id))
+        run = store.run(store.create_run(job.name, tags, parent_run_id, start_time=start))
         logged_params, logged_metrics, logged_tags, status, inputs = {}, {}, {}, "RUNNING", []
     else:
         run = store.run(found.info.run_id)
@@ -173,11 +189,20 @@ def _log(job: JobFolder, store: Store, parent_run_id: str | None) -> str:
         )
     links = _metric_links(job, store, run.run_id)
     if missing := {k: v for k, v in job.scalar_metrics.items() if k not in logged_metrics}:
-        run.log_metrics(missing, **links)
+        run.log_metrics(missing, timestamp=end, **links)
     _log_artifacts(job, run)
     if status != job.status:
-        run.end(job.status)
+        run.end(job.status, end_time=end)
     return run.run_id
+
+
+def end_job_run(job_dir: Path, cfg: MlflowConfig, status: str) -> None:
+    """Ends the folder's run with `status` where the store has it RUNNING (a job interrupted while
+    it was being logged); every store call ends within seconds."""
+    store = Store(cfg, quick=True)
+    found = store.find_run(JOB_DIR_TAG, str(Path(job_dir).absolute()))
+    if found is not None and found.info.status == "RUNNING":
+        store.run(found.info.run_id).end(status, end_time=job_times(job_dir)[1])
 
 
 def _metric_links(job: JobFolder, store: Store, run_id: str) -> dict[str, str]:

@@ -30,6 +30,10 @@ _HTTP_DEFAULTS = {
     "MLFLOW_HTTP_REQUEST_TIMEOUT": "20",
 }
 _PROBE_SECONDS = 5
+# A clean-up after an interrupt (Store(quick=True)) must end soon: one try of 5 s per request, and
+# at most 10 s waiting for another process's SQLite write.
+_QUICK_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}
+_QUICK_LOCK_SECONDS = 10
 # How SQLite and PostgreSQL refuse a row that a concurrent writer has just created.
 _ALREADY_CREATED = ("UNIQUE constraint failed", "duplicate key value violates unique constraint")
 NOTE_TAG = "mlflow.note.content"  # the description the UI shows (experiment, run, model)
@@ -182,11 +186,11 @@ def _check_server(tracking_uri: str) -> None:
         ) from None
 
 
-def _store_lock(tracking_uri: str) -> AbstractContextManager:
+def _store_lock(tracking_uri: str, timeout: float = -1) -> AbstractContextManager:
     """Serialises writes to a SQLite store from parallel jobs (a lock file beside the database);
-    a tracking server serialises them itself."""
+    a tracking server serialises them itself. `timeout` in seconds (-1: wait as long as it takes)."""
     database = sqlite_database(tracking_uri)
-    return FileLock(f"{database}.lock") if database is not None else nullcontext()
+    return FileLock(f"{database}.lock", timeout=timeout) if database is not None else nullcontext()
 
 
 def _artifact_location(cfg: MlflowConfig) -> str | None:
@@ -199,9 +203,10 @@ def _artifact_location(cfg: MlflowConfig) -> str | None:
 
 
 class Store:
-    """The project's experiment in one tracking store."""
+    """The project's experiment in one tracking store. `quick`: every call ends within seconds,
+    for the clean-up after an interrupt (a second Ctrl-C must not find a run left RUNNING)."""
 
-    def __init__(self, cfg: MlflowConfig) -> None:
+    def __init__(self, cfg: MlflowConfig, *, quick: bool = False) -> None:
         from mlflow import MlflowClient
 
         logging.getLogger("alembic").setLevel(logging.WARNING)
@@ -211,9 +216,11 @@ class Store:
         database = sqlite_database(cfg.tracking_uri)
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
+        if quick:
+            os.environ.update(_QUICK_HTTP)  # the process ends after its clean-up
         if is_server(cfg.tracking_uri):
             _check_server(cfg.tracking_uri)
-        self.lock = _store_lock(cfg.tracking_uri)
+        self.lock = _store_lock(cfg.tracking_uri, _QUICK_LOCK_SECONDS if quick else -1)
         with self.writing(f"open experiment {cfg.experiment_name!r}"):
             self.client = MlflowClient(cfg.tracking_uri)
             self.experiment_id = self._experiment_id()
@@ -252,12 +259,29 @@ class Store:
             )
         return runs[0] if runs else None
 
-    def create_run(self, name: str, tags: Mapping[str, str], parent_run_id: str | None = None) -> str:
+    def create_run(
+        self,
+        name: str,
+        tags: Mapping[str, str],
+        parent_run_id: str | None = None,
+        start_time: int | None = None,
+    ) -> str:
+        """A new run; `start_time` (ms since the epoch) is when its job started (default: now)."""
         all_tags = {k: str(v)[:_MAX_TAG_CHARS] for k, v in tags.items()}
         if parent_run_id:
             all_tags["mlflow.parentRunId"] = parent_run_id
         with self.writing("start a run"):
-            return self.client.create_run(self.experiment_id, run_name=name, tags=all_tags).info.run_id
+            run = self.client.create_run(
+                self.experiment_id, start_time=start_time, run_name=name, tags=all_tags
+            )
+            return run.info.run_id
+
+    def running_children(self, parent_run_id: str) -> list[str]:
+        """The ids of the child runs of `parent_run_id` that are RUNNING."""
+        running = f"tags.mlflow.parentRunId = '{parent_run_id}' and attributes.status = 'RUNNING'"
+        with self.writing(f"search the running child runs of {parent_run_id}"):
+            runs = self.client.search_runs([self.experiment_id], filter_string=running)
+        return [run.info.run_id for run in runs]
 
     def get_run(self, run_id: str) -> Any:
         with self.writing(f"read run {run_id}"):
@@ -298,12 +322,13 @@ class TrackedRun:
             for start in range(0, len(items), _BATCH):
                 self.store.client.log_batch(self.run_id, params=items[start : start + _BATCH])
 
-    def log_metrics(self, metrics: Mapping[str, float], **links: Any) -> None:
-        """`links`: model_id, dataset_name, dataset_digest (ties each metric to a model and its data)."""
+    def log_metrics(self, metrics: Mapping[str, float], timestamp: int | None = None, **links: Any) -> None:
+        """`timestamp`: when they were measured (ms; default now). `links`: model_id, dataset_name,
+        dataset_digest (ties each metric to a model and its data)."""
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
-        items = [Metric(k, float(v), now, 0, **links) for k, v in metrics.items()]
+        when = timestamp if timestamp is not None else int(time.time() * 1000)
+        items = [Metric(k, float(v), when, 0, **links) for k, v in metrics.items()]
         with self._writing("log the metrics"):
             for start in range(0, len(items), _BATCH):
                 self.store.client.log_batch(self.run_id, metrics=items[start : start + _BATCH])
@@ -356,6 +381,12 @@ class TrackedRun:
         with self._writing("mark RUNNING again"):
             self.store.client.update_run(self.run_id, status="RUNNING")
 
-    def end(self, status: str) -> None:
+    def end(self, status: str, end_time: int | None = None) -> None:
+        """Ends the run with `status` at `end_time` (ms since the epoch; default now)."""
         with self._writing(f"mark {status}"):
-            self.store.client.set_terminated(self.run_id, status)
+            self.store.client.set_terminated(self.run_id, status, end_time=end_time)
+
+    def delete(self) -> None:
+        """Moves the run to MLflow's trash (an earlier attempt of a job that ran again)."""
+        with self._writing("delete"):
+            self.store.client.delete_run(self.run_id)

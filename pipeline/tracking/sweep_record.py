@@ -2,7 +2,9 @@
 
 The sweep's Hydra callback writes sweep.json (what was swept, the outcome, the files to keep) and
 calls these; `resync SWEEP_DIR` calls them again from the folder alone. A sweep continued in its
-folder (a resumed Optuna search) keeps its one parent run.
+folder (a resumed sweep or Optuna search) keeps its one parent run. The parent run starts when
+the sweep first started and ends as the sweep ended (sweep.json's `started_at` and `ended_at`),
+with the status sweep_end.json gives (FINISHED where it has none).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from pipeline.core.job_folder import SWEEP_FILE, read_json
+from pipeline.core.job_folder import SWEEP_FILE, epoch_ms, read_json, sweep_end
 from pipeline.options.tracking import MlflowConfig
 from pipeline.tracking.store import NOTE_TAG, Store, flatten
 
@@ -65,16 +67,20 @@ def _create_sweep_run(store: Store, folder: Path) -> str:
         "sweep_overrides": swept,
         NOTE_TAG: record.get("note") or f"Sweep over `{swept}` in {folder}: running.",
     }
-    run = store.run(store.create_run(f"sweep {folder.name}", tags))
+    start = epoch_ms(record.get("started_at"))
+    run = store.run(store.create_run(f"sweep {folder.name}", tags, start_time=start))
     run.log_params({"sweep.overrides": swept, "sweep.dir": str(folder)})
     return run.run_id
 
 
-def log_sweep_folder(cfg: MlflowConfig, sweep_dir: Path, *, finished: bool = True) -> str:
+def log_sweep_folder(
+    cfg: MlflowConfig, sweep_dir: Path, *, finished: bool = True, quick: bool = False
+) -> str:
     """Makes the parent run whole from sweep.json: its tags, description, headline metrics and files;
-    FINISHED once the sweep has ended. Returns its id."""
+    once the sweep has ended (`finished`), ended as it ended (sweep_end.json). Returns its id.
+    `quick`: every store call gives up within seconds (a sweep ending early)."""
     folder = sweep_folder(sweep_dir)
-    store = Store(cfg)
+    store = Store(cfg, quick=quick)
     run_id, _ = _open_sweep_run(store, folder, reopen=False)
     run = store.run(run_id)
     record = read_sweep_record(folder)
@@ -94,6 +100,21 @@ def log_sweep_folder(cfg: MlflowConfig, sweep_dir: Path, *, finished: bool = Tru
     for name, rows in (record.get("tables") or {}).items():
         if name not in present:
             run.log_table(rows, name)
-    if finished and logged.info.status != "FINISHED":
-        run.end("FINISHED")
+    status = sweep_end(folder)["status"]
+    if finished and logged.info.status != status:
+        run.end(status, end_time=epoch_ms(record.get("ended_at")))
     return run_id
+
+
+def end_sweep_runs(cfg: MlflowConfig, sweep_dir: Path, status: str) -> str | None:
+    """The clean-up after an interrupt: the parent run and its RUNNING child runs end with `status`
+    (KILLED), every store call within seconds. Returns the parent's id (None: it has none)."""
+    store = Store(cfg, quick=True)
+    found = store.find_run(SWEEP_DIR_TAG, str(sweep_folder(sweep_dir)))
+    if found is None:
+        return None
+    if found.info.status != status:
+        store.run(found.info.run_id).end(status)
+    for child in store.running_children(found.info.run_id):
+        store.run(child).end(status)
+    return found.info.run_id

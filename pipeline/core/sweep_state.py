@@ -1,0 +1,157 @@
+"""Where a sweep stands, read from its folder: the rules that stop and resume a sweep.
+
+A sweep folder is the sweep's record: `sweep.json` holds the overrides it was started with (its
+identity), and job folder N holds job N (its `.hydra/overrides.yaml` and `job_status.json`).
+Every sweeper that resumes follows the same rules, through these functions (hydra_plugins may
+import pipeline.core):
+
+- `sweep_difference(sweep_dir, overrides)`: rerunning into a folder continues the sweep only
+  with the same overrides; another grid, model, dataset or option is refused with this line.
+- `job_done(job_dir)`: a job FINISHED, and its run was made (or the store refused it,
+  which `resync` repairs), is not run again; KILLED, FAILED, SKIPPED, never started and
+  half-logged jobs run again, in the same folder under the same number.
+- `job_difference(job_dir, overrides)`: a folder that holds another job is not reused.
+- `mark_killed(sweep_dir, reason)`: after an interrupt, every job that had not ended (its
+  process was stopped with the sweep) is KILLED, so a resume reruns it.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+from pipeline.core.job_folder import (
+    JOB_STATUS_FILE,
+    OVERRIDES_FILE,
+    SWEEP_FILE,
+    TRACKING_FILE,
+    job_overrides,
+    job_status,
+    read_json,
+    write_job_status,
+)
+
+# The sweeper option that runs every job of a sweep again, FINISHED ones included (conf: the
+# project's basic sweeper, hydra_plugins/ernie_basic_sweeper).
+RECOMPUTE_KEY = "hydra.sweeper.recompute"
+
+
+def _by_key(overrides: list[str]) -> dict[str, str]:
+    pairs = (str(o).split("=", 1) for o in overrides)
+    return {pair[0]: (pair[1] if len(pair) > 1 else "") for pair in pairs}
+
+
+def overrides_difference(before: list[str], now: list[str]) -> str | None:
+    """What differs between two override lists, in words; None where they are the same sweep."""
+    old, new = _by_key(before), _by_key(now)
+    parts = [
+        f"{key} was {old[key]!r}, now {new[key]!r}"
+        if key in old and key in new
+        else f"{key}={new[key]} is new"
+        if key in new
+        else f"{key}={old[key]} is missing"
+        for key in sorted(old.keys() | new.keys())
+        if old.get(key) != new.get(key) or (key in old) != (key in new)
+    ]
+    if parts:
+        return "; ".join(parts)
+    if list(old) != list(new):  # the grid's order numbers the jobs
+        was = " ".join(before)
+        return f"the same overrides in another order, which numbers the jobs differently (it was: {was})"
+    return None
+
+
+def sweep_difference(sweep_dir: Path, overrides: list[str]) -> str | None:
+    """One line where `sweep_dir` holds a sweep with other overrides than `overrides`; None where
+    it holds this sweep or none."""
+    record = read_json(Path(sweep_dir) / SWEEP_FILE)
+    if record is None and job_folders(sweep_dir):
+        return (
+            f"{sweep_dir} holds job folders but no {SWEEP_FILE} (no sweep of this project): "
+            "give this sweep another hydra.sweep.dir"
+        )
+    if record is None or "overrides" not in record:
+        return None
+    difference = overrides_difference([str(o) for o in record["overrides"]], overrides)
+    if difference is None:
+        return None
+    return (
+        f"{sweep_dir} holds another sweep ({difference}); rerun it with its own overrides to resume "
+        "it, or give this sweep another hydra.sweep.dir"
+    )
+
+
+def job_difference(job_dir: Path, overrides: list[str]) -> str | None:
+    """One line where `job_dir` holds a job with other overrides than `overrides`."""
+    if not (Path(job_dir) / OVERRIDES_FILE).is_file():
+        return None
+    before = job_overrides(job_dir)
+    if before == list(overrides):
+        return None
+    difference = overrides_difference(before, list(overrides)) or "other overrides"
+    return f"{job_dir} holds another job ({difference}); give this sweep another hydra.sweep.dir"
+
+
+def job_done(job_dir: Path) -> bool:
+    """FINISHED, and made into its run where the job is tracked (tracking.json names the run or why
+    the store refused it, which `resync` repairs; a job stopped while logging has none and runs
+    again)."""
+    return job_status(job_dir)["status"] == "FINISHED" and _logged(Path(job_dir))
+
+
+def job_ended(job_dir: Path) -> bool:
+    """Whether the job reached its end: SKIPPED or KILLED, or FINISHED or FAILED and logged."""
+    status = job_status(job_dir)["status"]
+    return status in ("SKIPPED", "KILLED") or (status in ("FINISHED", "FAILED") and _logged(job_dir))
+
+
+def _logged(job_dir: Path) -> bool:
+    return (job_dir / TRACKING_FILE).is_file() or not _has_tracking(job_dir)
+
+
+def _has_tracking(job_dir: Path) -> bool:
+    """Whether the job logs to MLflow, from its resolved config.yaml (no config: it never got there)."""
+    import yaml
+
+    config_file = job_dir / "config.yaml"
+    if not config_file.is_file():
+        return False
+    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
+    return bool((config.get("mlflow") or {}).get("enabled"))
+
+
+def _running_elsewhere(job_dir: Path) -> bool:
+    """RUNNING in a live process of this host other than this one (another sweep's job)."""
+    status = job_status(job_dir)
+    pid = status.get("pid")
+    if status["status"] != "RUNNING" or status.get("host") != platform.node() or not isinstance(pid, int):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def job_folders(sweep_dir: Path) -> list[Path]:
+    """The sweep's job folders, in job order."""
+    found = {p.parent.parent for p in Path(sweep_dir).glob(f"*/{OVERRIDES_FILE}")}
+    found |= {p.parent for p in Path(sweep_dir).glob(f"*/{JOB_STATUS_FILE}")}
+    return sorted(found, key=lambda p: (len(p.name), p.name))
+
+
+def mark_killed(sweep_dir: Path, reason: str) -> list[Path]:
+    """Every job of the sweep that had not ended becomes KILLED with `reason`; returns them. Call it
+    once the launcher has stopped its workers (a job still running in another live process of
+    this host is left alone)."""
+    killed = []
+    for job_dir in job_folders(sweep_dir):
+        if not job_ended(job_dir) and not _running_elsewhere(job_dir):
+            write_job_status(job_dir, "KILLED", reason)
+            killed.append(job_dir)
+    return killed
