@@ -227,13 +227,14 @@ class OptunaSweeper(Sweeper):
         except _search.SearchError as exc:
             search.close_open(interrupted=False)
             _stop(str(exc))
-        except KeyboardInterrupt:
-            closed = search.close_open(interrupted=True)
-            if closed:
+        except BaseException as exc:
+            # An interrupt (Ctrl-C: KeyboardInterrupt; SIGTERM: pipeline.core.interrupts' Terminated,
+            # neither an Exception) closes this search's trials, each with a copy WAITING for the
+            # same command; the sweep's own clean-up (pipeline/cli.py) then ends the sweep KILLED.
+            interrupted = not isinstance(exc, Exception | SystemExit)
+            closed = search.close_open(interrupted=interrupted)
+            if closed and interrupted:
                 log.warning("Interrupted: trials %s are FAILED; copies wait for the same command", closed)
-            raise
-        except BaseException:
-            search.close_open(interrupted=False)
             raise
         finally:
             heartbeat.stop()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import mlflow
 import pytest
+import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -117,66 +118,85 @@ def test_latency_grid_runs_one_cell(run_cli: RunCli, user_overrides: list[str], 
     assert not (tmp_path / "sweep" / "0" / "predictions.jsonl").exists()  # the preset turns predictions off
 
 
-@pytest.mark.slow
-def test_optuna_search_finds_a_pareto_front_and_resumes(
-    run_cli: RunCli, user_overrides: list[str], tmp_path: Path
-) -> None:
-    optuna = pytest.importorskip("optuna")
-    search_overrides = [
-        "experiment=optuna_search",
-        *user_overrides,
-        "hydra.sweeper.params.engine='choice(onnxruntime)'",  # runs every precision: no SKIPPED trial
-    ]
-    first = run_cli(*search_overrides, "hydra.sweeper.n_trials=2")
-    assert first.returncode == 0, first.stderr[-3000:]
-    storage = f"sqlite:///{tmp_path}/optuna.db"  # beside the tracking database
-    study = optuna.load_study(study_name="ernie-onnx-search", storage=storage)
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE"]
-    study.ask()  # trial 2 is left RUNNING, as by a search killed during it
+def test_the_presets_search_draws_only_what_each_engine_runs() -> None:
+    """The search space takes each engine's precisions from its class: no trial is SKIPPED."""
+    from pipeline.options.engines import ENGINES
+    from pipeline.options.search_space import GroupSpace
 
-    resumed = run_cli(*search_overrides, "hydra.sweeper.n_trials=4")
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
-    study = optuna.load_study(study_name="ernie-onnx-search", storage=storage)
-    assert [t.state.name for t in study.trials] == ["COMPLETE", "COMPLETE", "FAIL", "COMPLETE"]
-    search = tmp_path / "outputs" / "search" / "ernie-onnx-search"
-    rows = list(csv.DictReader((search / "summary.csv").open()))
-    assert [r["job"] for r in rows] == ["0", "1", "3"]  # job folder N is Optuna trial N
-    front = list(csv.DictReader((search / "pareto.csv").open()))
-    finished = [r for r in rows if r["status"] == "FINISHED"]
-    assert 1 <= len(front) <= len(finished)
-    for row in front:  # no finished trial beats a front member on both objectives
-        assert not any(
-            float(o["accuracy"]) > float(row["accuracy"])
-            and float(o["latency_ms"]) < float(row["latency_ms"])
-            for o in finished
-        )
-    assert (search / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"
-    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
-    (parent,), children = runs_by_kind(f"sqlite:///{tmp_path}/mlflow.db", "cli-test")
-    assert len(children) == 3 and parent.info.status == "FINISHED"
-    assert {"pareto.md", "pareto.csv", "pareto_front.png"} <= {
-        a.path for a in client.list_artifacts(parent.info.run_id)
+    with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=optuna_search"], return_hydra_config=True)
+    params = {key: str(spec) for key, spec in cfg.hydra.sweeper.params.items()}
+    declared = {
+        key: [v.strip() for v in params[key].removeprefix("choice(").removesuffix(")").split(",")]
+        for key in ("engine", "precision")
     }
+    space = GroupSpace.build(declared, {"device": "cpu"})
+    parameters = space.parameters()
+    assert parameters["engine"] == declared["engine"]
+    for engine in declared["engine"]:
+        runs = [p for p in declared["precision"] if p in ENGINES.get(engine).precisions]
+        assert parameters[f"precision[engine={engine}]"] == runs
+    assert space.left_out == []
 
 
-@pytest.mark.slow
-def test_skipped_trials_are_failed_for_optuna_and_the_search_goes_on(
-    run_cli: RunCli, user_overrides: list[str], tmp_path: Path
+def test_a_search_in_which_nothing_can_run_is_one_line_before_anything_starts(
+    run_cli: RunCli, tmp_path: Path
 ) -> None:
     pytest.importorskip("optuna")
     result = run_cli(
         "experiment=optuna_search",
-        *user_overrides,
-        "hydra.sweeper.n_trials=2",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
         "hydra.sweeper.params.engine='choice(openvino)'",  # quoted: a value for the sweeper, not a sweep
-        # OpenVINO runs no dynamic INT8: every trial is SKIPPED.
-        "hydra.sweeper.params.precision='choice(int8)'",
-        "hydra.sweep.dir=search",
+        "hydra.sweeper.params.precision='choice(int8)'",  # OpenVINO runs no dynamic INT8
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (result.stdout + result.stderr).count("Failed experiment") == 2
-    statuses = [r["status"] for r in csv.DictReader((tmp_path / "search" / "summary.csv").open())]
-    assert statuses == ["SKIPPED", "SKIPPED"]
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [
+        "error: no trial of this search can run: engine=openvino does not run precision=int8 "
+        "(it runs fp32, bf16, int8_static)"
+    ]
+    assert not (tmp_path / "outputs").exists() and not (tmp_path / "mlflow.db").exists()
+    assert not (tmp_path / "optuna.db").exists()
+
+
+@pytest.mark.slow
+def test_optuna_search_on_the_demo_model_runs_every_trial_finds_a_pareto_front_and_resumes(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """The preset's whole space (engines and precisions that do not all pair) on the demo model."""
+    optuna = pytest.importorskip("optuna")
+    search_overrides = [
+        "experiment=optuna_search",
+        f"mlflow.tracking_uri=sqlite:///{tmp_path}/mlflow.db",
+        "mlflow.experiment_name=cli-test",
+    ]
+    first = run_cli(*search_overrides, "hydra.sweeper.n_trials=2")
+    assert first.returncode == 0, first.stderr[-3000:]
+    storage = f"sqlite:///{tmp_path}/optuna.db"  # beside the tracking database
+    resumed = run_cli(*search_overrides, "hydra.sweeper.n_trials=4")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = optuna.load_study(study_name="ernie-onnx-search", storage=storage)
+    assert [t.state.name for t in study.trials] == ["COMPLETE"] * 4
+    search = tmp_path / "outputs" / "search" / "ernie-onnx-search"
+    rows = list(csv.DictReader((search / "summary.csv").open()))
+    assert [(r["job"], r["status"]) for r in rows] == [(str(n), "FINISHED") for n in range(4)]  # trial N
+    front = list(csv.DictReader((search / "pareto.csv").open()))
+    assert 1 <= len(front) <= len(rows)
+    for row in front:  # no finished trial beats a front member on both objectives
+        assert not any(
+            float(o["accuracy"]) > float(row["accuracy"])
+            and float(o["latency_ms"]) < float(row["latency_ms"])
+            for o in rows
+        )
+    assert (search / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"
+    results = yaml.safe_load((search / "optimization_results.yaml").read_text())
+    assert len(results["solutions"]) == len(study.best_trials)
+    assert all("precision" in solution["params"] for solution in results["solutions"])  # the job's keys
+    client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
+    (parent,), children = runs_by_kind(f"sqlite:///{tmp_path}/mlflow.db", "cli-test")
+    assert len(children) == 4 and parent.info.status == "FINISHED"
+    assert {"pareto.md", "pareto.csv", "pareto_front.png"} <= {
+        a.path for a in client.list_artifacts(parent.info.run_id)
+    }
 
 
 def test_selection_rule_keeps_jobs_at_the_constraint_bound_and_zero() -> None:
