@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from pipeline.core.data import read_labels, read_split, read_texts
-from pipeline.core.demo_data import DEV_SIZE, LABELS, TEST_SIZE, demo_dataset
+from pipeline.core.demo_data import (
+    ASPECTS,
+    DATA_SIZE,
+    DEV_SIZE,
+    LABELS,
+    SENTIMENTS,
+    TEST_SIZE,
+    aspects_of,
+    demo_dataset,
+)
 from pipeline.core.errors import DatasetError
+from pipeline.options.tasks import TASKS
 
 
 def write(folder: Path, name: str, text: str) -> Path:
@@ -88,3 +99,88 @@ def test_blank_lines_and_crlf_are_tolerated(tmp_path: Path) -> None:
     write(tmp_path, "dev.txt", "好\tpos\r\n\r\n坏\tneg\r\n")
     split = read_split(tmp_path, "dev", ["neg", "pos"])
     assert split.texts == ["好", "坏"] and split.label_ids == [1, 0]
+
+
+# -- each task's demo dataset: the same reviews and split, labelled by stated rules --------------
+
+TASK_DEMOS = {"multi_label": "aspects", "hierarchical": "aspect_tree", "pair": "same_sentiment"}
+
+
+@pytest.mark.parametrize("task_name", sorted(TASK_DEMOS))
+def test_task_demo_dataset_reads_back_with_its_task(
+    task_name: str, cache_dir: Path, demo_data_dir: Path
+) -> None:
+    task = TASKS.create(task_name)
+    assert task.demo_dataset_kind == TASK_DEMOS[task_name]
+    folder = task.demo_dataset(cache_dir)
+    labels = task.read_labels(folder)
+    splits = {name: task.read_split(folder, name, labels) for name in ("train", "dev", "test")}
+    sentiment = {name: read_split(demo_data_dir, name, list(LABELS)) for name in ("train", "dev", "test")}
+    for name, split in splits.items():
+        assert split.texts == sentiment[name].texts, "every demo shares the reviews and the split"
+    data = task.read_inputs(folder)
+    assert len(data) == DATA_SIZE and data.texts == splits["test"].texts[:DATA_SIZE]
+    assert (data.text_pairs is not None) == (task_name == "pair")
+    assert (folder / "README.md").read_text(encoding="utf-8").startswith("# The demo dataset")
+    rebuilt = task.demo_dataset(cache_dir / "again")
+    for name in ("label.txt", "train.txt", "dev.txt", "test.txt", "data.txt", "README.md"):
+        assert (rebuilt / name).read_bytes() == (folder / name).read_bytes(), f"{name} is deterministic"
+
+
+def test_aspects_are_the_sentiment_plus_keyword_rules(cache_dir: Path, demo_data_dir: Path) -> None:
+    task = TASKS.create("multi_label")
+    folder = task.demo_dataset(cache_dir)
+    labels = task.read_labels(folder)
+    assert labels == [*SENTIMENTS.values(), *ASPECTS]
+    dev = task.read_split(folder, "dev", labels)
+    sentiment = read_split(demo_data_dir, "dev", list(LABELS))
+    expected = [
+        {SENTIMENTS[LABELS[c]], *aspects_of(text)}
+        for text, c in zip(sentiment.texts, sentiment.label_ids, strict=True)
+    ]
+    assert [{labels[i] for i in np.flatnonzero(row)} for row in dev.gold] == expected
+    counts = dict(zip(labels, dev.gold.sum(axis=0).tolist(), strict=True))
+    assert counts["负面"] + counts["正面"] == DEV_SIZE, "exactly one sentiment per review"
+    assert all(200 <= counts[aspect] <= 500 for aspect in ASPECTS), counts
+    assert aspects_of("服务态度好，价格便宜，房间干净") == ["服务", "价格", "房间"]
+    assert aspects_of("还行") == []
+
+
+def test_aspect_tree_puts_each_aspect_under_its_sentiment(cache_dir: Path) -> None:
+    flat, tree = TASKS.create("multi_label"), TASKS.create("hierarchical")
+    flat_dir, tree_dir = flat.demo_dataset(cache_dir), tree.demo_dataset(cache_dir)
+    nodes = tree.read_labels(tree_dir)
+    assert len(nodes) == 2 + 2 * len(ASPECTS) and nodes[1] == "负面##服务"
+    flat_labels = flat.read_labels(flat_dir)
+    flat_dev = flat.read_split(flat_dir, "dev", flat_labels)
+    tree_dev = tree.read_split(tree_dir, "dev", nodes)  # checks every node's parent is on its line
+    for flat_row, tree_row in zip(flat_dev.gold, tree_dev.gold, strict=True):
+        names = [flat_labels[i] for i in np.flatnonzero(flat_row)]
+        root = next(name for name in names if name in SENTIMENTS.values())
+        assert {nodes[i] for i in np.flatnonzero(tree_row)} == {
+            root,
+            *(f"{root}##{name}" for name in names if name != root),
+        }
+    counts = dict(zip(nodes, tree_dev.gold.sum(axis=0).tolist(), strict=True))
+    assert all(counts[node] >= 50 for node in nodes), counts
+
+
+def test_same_sentiment_pairs_are_balanced_and_follow_the_corpus(
+    cache_dir: Path, demo_data_dir: Path
+) -> None:
+    task = TASKS.create("pair")
+    folder = task.demo_dataset(cache_dir)
+    labels = task.read_labels(folder)
+    assert labels == ["不同", "相同"]
+    sentiment_of: dict[str, int] = {}
+    for name in ("train", "dev", "test"):
+        reviews = read_split(demo_data_dir, name, list(LABELS))
+        sentiment_of |= dict(zip(reviews.texts, reviews.label_ids, strict=True))
+    for name in ("train", "dev", "test"):
+        split = task.read_split(folder, name, labels)
+        pairs = split.inputs.text_pairs
+        assert pairs is not None and set(pairs) <= set(split.texts), "text_b comes from the same split"
+        assert all(a != b for a, b in zip(split.texts, pairs, strict=True))
+        same = [sentiment_of[a] == sentiment_of[b] for a, b in zip(split.texts, pairs, strict=True)]
+        assert [labels[c] == "相同" for c in split.label_ids] == same
+        assert sum(same) == len(same) // 2, "half the pairs agree"
