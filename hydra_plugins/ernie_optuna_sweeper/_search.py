@@ -643,9 +643,17 @@ class Search:
                     f"hydra.sweeper.max_failure_rate={self.max_failure_rate}: the search stops"
                 )
 
+    def wanted(self) -> int:
+        """Trials still to ask for: `n_trials` less those done and those running (any search's)."""
+        trials = self.study.get_trials(deepcopy=False)
+        done = sum(1 for trial in trials if counts_as_done(trial))
+        return self.n_trials - done - sum(1 for t in trials if t.state == TrialState.RUNNING)
+
     def ask(self, n: int) -> Batch:
         batch = Batch([], [])
         for _ in range(n):
+            if batch.trials and self.wanted() <= 0:  # another search asked meanwhile
+                break
             with warnings.catch_warnings():  # heartbeats outside Study.optimize: this class records them
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = self.study.ask()

@@ -350,6 +350,32 @@ def test_a_search_killed_mid_trial_is_found_by_its_heartbeat_and_its_trial_runs_
     assert job_folders(tmp_path) == [0, 1, 2, 3]
 
 
+def test_an_interrupted_search_closes_its_trials_and_the_same_command_resumes(tmp_path: Path) -> None:
+    command = ["sleep=3", "hydra.sweeper.n_trials=3", "hydra.sweeper.n_jobs=1"]
+    search = start_app(tmp_path, *command, log_name="interrupted.log")
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "search" / "1" / ".hydra" / "overrides.yaml").exists():  # trial 1 runs
+            assert search.poll() is None, (tmp_path / "interrupted.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "trial 1 never started"
+            time.sleep(0.2)
+        os.killpg(search.pid, signal.SIGINT)  # Ctrl-C
+        search.wait(timeout=60)
+    finally:
+        if search.poll() is None:
+            os.killpg(search.pid, signal.SIGKILL)
+    study = load_study(tmp_path)
+    assert states(study) == ["COMPLETE", "FAIL", "WAITING"]  # nothing RUNNING; a copy of trial 1 waits
+    assert study.trials[2].system_attrs["fixed_params"] == study.trials[1].params
+
+    result = run_app(tmp_path, *command)  # the same command
+    assert result.returncode == 0, result.stderr[-3000:]
+    study = load_study(tmp_path)
+    assert states(study) == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]  # the copy ran first
+    assert study.trials[2].user_attrs["search:interrupted"] == 1
+    assert study.trials[2].params == study.trials[1].params
+
+
 def shared_search(folder: Path, storage: str) -> None:
     """Two searches started together on one study and one sweep folder, as two terminals (or
     machines on a shared folder) would: they share its trials and leave each other's alone."""
@@ -388,6 +414,101 @@ def test_two_searches_share_a_study_on_postgresql(tmp_path: Path) -> None:
 
     with running_postgres() as server:
         shared_search(tmp_path, server.create_database("optuna"))
+
+
+@pytest.mark.slow
+def test_two_project_searches_share_a_study_a_sweep_folder_and_one_parent_run(
+    tmp_path: Path, tiny_model: Path, cache_dir: Path
+) -> None:
+    """run.py twice at once, as two terminals: the project's jobs, one study, one MLflow parent run."""
+    from tests.conftest import runs_by_kind
+
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        "experiment=optuna_search",
+        f"model.path_prefix={tiny_model / 'export' / 'float32'}",
+        f"model.name_or_path={tiny_model / 'tokenizer'}",
+        f"mlflow.tracking_uri={tracking}",
+        "mlflow.experiment_name=shared",
+        "hydra.sweeper.n_trials=4",
+        # The command line wins over the preset's params: a small, quick space.
+        "engine=onnxruntime",
+        "precision=choice(fp32, int8)",
+        "batch_size=choice(32, 64)",
+        "max_seq_length=64",
+        "device.num_threads=1",
+    ]
+    env = {**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir)}
+    searches = []
+    for name in ("first", "second"):
+        with (tmp_path / f"{name}.log").open("w") as log:
+            searches.append(
+                subprocess.Popen(
+                    command,
+                    cwd=tmp_path,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
+    codes = [finish(search, timeout=900) for search in searches]
+    logs = "".join((tmp_path / f"{name}.log").read_text()[-3000:] for name in ("first", "second"))
+    assert codes == [0, 0], logs
+    study = optuna.load_study(study_name="ernie-onnx-search", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert states(study) == ["COMPLETE"] * 4
+    assert len({t.user_attrs["search:owner"] for t in study.trials}) == 2, logs
+    search = tmp_path / "outputs" / "search" / "ernie-onnx-search"
+    assert sorted(int(p.name) for p in search.iterdir() if p.name.isdigit()) == [0, 1, 2, 3]
+    parents, children = runs_by_kind(tracking, "shared")
+    assert len(parents) == 1 and len(children) == 4  # one parent run holds every trial
+    assert {c.data.tags["mlflow.parentRunId"] for c in children} == {parents[0].info.run_id}
+    assert all(c.info.status == "FINISHED" for c in children)
+    assert parents[0].info.status == "FINISHED"
+
+
+def test_a_project_search_stopped_by_failures_writes_its_summary_and_fails_its_parent_run(
+    tmp_path: Path, tiny_model: Path, cache_dir: Path
+) -> None:
+    """The preset stops at a failed trial: the summary is written, the parent run ends FAILED,
+    one line, exit 2, and no trial is left RUNNING."""
+    from tests.conftest import dataset_with_a_bad_test_split, runs_by_kind
+
+    data = dataset_with_a_bad_test_split(tmp_path / "data")
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(PROJECT_ROOT / "run.py"),
+            "experiment=optuna_search",
+            f"model.path_prefix={tiny_model / 'export' / 'float32'}",
+            f"model.name_or_path={tiny_model / 'tokenizer'}",
+            f"dataset.dir={data}",
+            "dataset.eval_split=test",  # its line 2 has a label the model does not know: every job fails
+            f"mlflow.tracking_uri={tracking}",
+            "mlflow.experiment_name=stopped",
+            "hydra.sweeper.params.engine='choice(onnxruntime)'",
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir)},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 2, result.stderr[-3000:]
+    message = "1 of 1 trials failed, more than hydra.sweeper.max_failure_rate=0.0: the search stops"
+    assert last_error(result) == f"error: {message}"
+    study = optuna.load_study(study_name="ernie-onnx-search", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert states(study) == ["FAIL"]
+    search = tmp_path / "outputs" / "search" / "ernie-onnx-search"
+    assert json.loads((search / "sweep_end.json").read_text()) == {"status": "FAILED", "reason": message}
+    rows = (search / "summary.csv").read_text().splitlines()
+    assert len(rows) == 2 and ",FAILED," in rows[1]
+    (parent,), children = runs_by_kind(tracking, "stopped")
+    assert parent.info.status == "FAILED"
+    assert [c.info.status for c in children] == ["FAILED"]
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "nsgaii", "qmc"])
