@@ -206,3 +206,11 @@ def test_max_seq_length_leaves_room_for_the_special_tokens() -> None:
     with pytest.raises(ConfigError, match=r"max_seq_length=2 must be within 3\.\.512 .* task=pair takes 3"):
         compose_config("task=pair", "max_seq_length=2")
     assert compose_config("max_seq_length=2").max_seq_length == 2
+
+
+def test_the_search_optimises_the_tasks_headline() -> None:
+    assert compose_config("experiment=optuna_search").objectives == ["accuracy", "latency_ms"]
+    assert compose_config("experiment=optuna_search", "task=hierarchical").objectives == [
+        "micro_f1",
+        "latency_ms",
+    ]
