@@ -41,7 +41,7 @@ from pipeline.options.config import SelectConfig
 from pipeline.options.tracking import MlflowConfig
 from pipeline.sweep.pareto import write_pareto
 from pipeline.sweep.selection import Selection, select_winner, write_selection
-from pipeline.sweep.summary import headline_metric, summary_columns, sweep_rows, write_sweep_summary
+from pipeline.sweep.summary import headline_metric, number, summary_columns, sweep_rows, write_sweep_summary
 from pipeline.tracking.job_record import JOB_DIR_TAG, tracking_state
 from pipeline.tracking.store import CredentialsRefused, Store
 from pipeline.tracking.sweep_record import (
@@ -74,7 +74,7 @@ def _precision_option_keys() -> set[str]:
 
 
 def _mlflow_config(config: DictConfig) -> MlflowConfig:
-    return MlflowConfig(**OmegaConf.to_container(config.mlflow, resolve=True))
+    return MlflowConfig(**cast(dict[str, Any], OmegaConf.to_container(config.mlflow, resolve=True)))
 
 
 class SweepTracking(Callback):
@@ -207,7 +207,7 @@ def sweep_outcome(
     finished = [r for r in rows if r["status"] == "FINISHED"]
 
     def best(metric: str, pick: Any) -> float | None:
-        values = [float(r[metric]) for r in finished if isinstance(r.get(metric), int | float)]
+        values = [value for r in finished if (value := number(r, metric)) is not None]
         return pick(values) if values else None
 
     winner = selection.winner or {}
