@@ -43,7 +43,14 @@ from optuna.distributions import (
 from optuna.trial import FrozenTrial, TrialState
 
 from pipeline.core.errors import PipelineError
-from pipeline.core.job_folder import JOB_STATUS_FILE, job_status, read_json, record_lost_job
+from pipeline.core.job_folder import (
+    JOB_STATUS_FILE,
+    METRICS_FILE,
+    job_overrides,
+    job_status,
+    read_json,
+    record_lost_job,
+)
 from pipeline.options.search_space import GROUPS, GroupSpace, parameter_key
 
 log = logging.getLogger(__name__)
@@ -54,6 +61,9 @@ OWNER_ATTR = "search:owner"  # trial: the search that runs it (host:pid)
 OVERRIDES_ATTR = "search:overrides"  # trial: its job's overrides
 FAILURE_ATTR = "search:failure"  # trial: why its job failed (a FAIL that counts as a trial done)
 INTERRUPTED_ATTR = "search:interrupted"  # trial: its search was interrupted; a copy runs again
+# trial: its job folder: its own number, or for a copy of a trial that was cut short (an
+# interrupt, a search that died) the folder of the trial it copies, where it runs again.
+FOLDER_ATTR = "search:folder"
 
 # Parts of the composed config that say what a search measures (where the app has them).
 IDENTITY_NODES = ("task", "model", "dataset", "objectives")
@@ -571,6 +581,7 @@ def counts_as_done(trial: FrozenTrial) -> bool:
 @dataclass
 class Batch:
     trials: list[optuna.Trial]
+    folders: list[int]  # each trial's job folder
     overrides: list[list[str]]
 
 
@@ -635,6 +646,8 @@ class Search:
                 time.sleep(self.poll_seconds)
                 continue
             batch = self.ask(min(self.n_jobs, wanted))
+            if not batch.trials:  # each was a copy whose job had finished: told already
+                continue
             results = self.launch(batch)
             failed = self.tell(batch, results)
             if failed / len(batch.trials) > self.max_failure_rate:
@@ -650,7 +663,7 @@ class Search:
         return self.n_trials - done - sum(1 for t in trials if t.state == TrialState.RUNNING)
 
     def ask(self, n: int) -> Batch:
-        batch = Batch([], [])
+        batch = Batch([], [], [])
         for _ in range(n):
             if batch.trials and self.wanted() <= 0:  # another search asked meanwhile
                 break
@@ -665,15 +678,46 @@ class Search:
                 self.study.sampler = make_sampler(self.sampler_conf, self.seed + trial.number)
             overrides = self.overrides(trial)
             trial.set_user_attr(OVERRIDES_ATTR, overrides)
-            job_dir = self.sweep_dir / str(trial.number)
-            if job_dir.exists():
-                raise SearchError(
-                    f"{job_dir} exists, but trial {trial.number} of study {self.study.study_name} is new: "
-                    "the folder belongs to another search; give this one a hydra.sweep.dir of its own"
-                )
+            folder = int(trial.user_attrs.get(FOLDER_ATTR, trial.number))  # a copy: its original's
+            trial.set_user_attr(FOLDER_ATTR, folder)
+            self.check_folder(trial, folder, overrides)
+            if folder != trial.number and (values := self.finished_values(folder)) is not None:
+                # The job had finished when its search stopped: its result stands, nothing reruns.
+                log.info("Trial %d: job folder %d had finished; its result is told", trial.number, folder)
+                self.close(trial, values=values)
+                continue
             batch.trials.append(trial)
+            batch.folders.append(folder)
             batch.overrides.append(overrides)
         return batch
+
+    def finished_values(self, folder: int) -> list[float] | None:
+        """The objectives of a job folder whose job FINISHED (the project's metrics.json), if any."""
+        job_dir = self.sweep_dir / str(folder)
+        names = OmegaConf.select(self.config, "objectives", default=None)
+        metrics = read_json(job_dir / METRICS_FILE)
+        if job_status(job_dir)["status"] != "FINISHED" or not names or metrics is None:
+            return None
+        if not all(isinstance(metrics.get(str(name)), int | float) for name in names):
+            return None
+        return [float(metrics[str(name)]) for name in names]
+
+    def check_folder(self, trial: optuna.Trial, folder: int, overrides: list[str]) -> None:
+        """Job folder N is trial N's (or, for a copy, its original's): never another job's."""
+        job_dir = self.sweep_dir / str(folder)
+        if not job_dir.exists():
+            return
+        if folder == trial.number:
+            raise SearchError(
+                f"{job_dir} exists, but trial {trial.number} of study {self.study.study_name} is new: "
+                "the folder belongs to another search; give this one a hydra.sweep.dir of its own"
+            )
+        before = job_overrides(job_dir)
+        if before and sorted(before) != sorted(overrides):
+            raise SearchError(
+                f"{job_dir} holds another job than trial {trial.number} (a copy of the trial that ran "
+                "there): the folder belongs to another search; give this one a hydra.sweep.dir of its own"
+            )
 
     def overrides(self, trial: optuna.Trial) -> list[str]:
         for key, override in self.plan.fixed.items():  # also for custom_search_space to read
@@ -700,14 +744,14 @@ class Search:
         ]
 
     def launch(self, batch: Batch) -> list[JobReturn]:
-        """Launches the batch; job folder N is trial N, so each run of consecutive numbers apart
-        (another search on the study may hold the numbers between)."""
+        """Launches the batch; Hydra numbers a launch's jobs (and folders) from its first, so each
+        run of consecutive folders apart (another search on the study may hold the numbers between)."""
         results: list[JobReturn] = []
         start = 0
         for end in range(1, len(batch.trials) + 1):
-            if end == len(batch.trials) or batch.trials[end].number != batch.trials[end - 1].number + 1:
+            if end == len(batch.trials) or batch.folders[end] != batch.folders[end - 1] + 1:
                 run = batch.overrides[start:end]
-                results += self.launcher.launch(run, initial_job_idx=batch.trials[start].number)
+                results += self.launcher.launch(run, initial_job_idx=batch.folders[start])
                 start = end
         return results
 
@@ -764,7 +808,9 @@ class Search:
             self.heartbeat.discard(trial._trial_id)
             closed.append(number)
             if interrupted and states.get(number) == TrialState.RUNNING:  # not already failed and retried
-                self.study.enqueue_trial(dict(frozen.params), user_attrs={INTERRUPTED_ATTR: number})
+                folder = int(frozen.user_attrs.get(FOLDER_ATTR, number))
+                copy = {INTERRUPTED_ATTR: number, FOLDER_ATTR: folder}
+                self.study.enqueue_trial(dict(frozen.params), user_attrs=copy)
         self.open.clear()
         return closed
 
@@ -782,13 +828,13 @@ def stale_trial_handler(
     retry = retry_callback(max_retry)
 
     def on_stale(study: optuna.Study, trial: FrozenTrial) -> None:
-        job_dir = sweep_dir / str(trial.number)
-        if job_dir.is_dir() and job_status(job_dir)["status"] != "FINISHED":
+        job_dir = sweep_dir / str(trial.user_attrs.get(FOLDER_ATTR, trial.number))
+        if job_dir.is_dir() and job_status(job_dir)["status"] not in ("FINISHED", "KILLED"):
             record_lost_job(
                 job_dir,
                 list(trial.user_attrs.get(OVERRIDES_ATTR) or []),
                 f"its search ({trial.user_attrs.get(OWNER_ATTR, 'unknown')}) stopped: no heartbeat for "
-                f"{grace_period} s; Optuna runs it again as a new trial",
+                f"{grace_period} s; a copy of trial {trial.number} runs again in this folder",
             )
         log.warning("Trial %d lost its search (no heartbeat): recorded FAILED, to run again", trial.number)
         retry(study, trial)

@@ -345,9 +345,12 @@ def test_a_search_killed_mid_trial_is_found_by_its_heartbeat_and_its_trial_runs_
     retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == 0]
     assert len(retried) == 1 and retried[0].state.name == "COMPLETE"
     assert retried[0].params == study.trials[0].params  # the same trial, run again
+    assert retried[0].user_attrs["search:folder"] == 0  # in its folder, as any sweep reruns a job
+    # The dead trial's folder said so (the toy job writes no status of its own when it reruns).
     status = json.loads((tmp_path / "search" / "0" / "job_status.json").read_text())
     assert status["status"] == "FAILED" and "no heartbeat" in status["error"]
-    assert job_folders(tmp_path) == [0, 1, 2, 3]
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert job_folders(tmp_path) == sorted(t.user_attrs["search:folder"] for t in complete)
 
 
 def test_an_interrupted_search_closes_its_trials_and_the_same_command_resumes(tmp_path: Path) -> None:
@@ -374,6 +377,8 @@ def test_an_interrupted_search_closes_its_trials_and_the_same_command_resumes(tm
     assert states(study) == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]  # the copy ran first
     assert study.trials[2].user_attrs["search:interrupted"] == 1
     assert study.trials[2].params == study.trials[1].params
+    assert study.trials[2].user_attrs["search:folder"] == 1  # in the interrupted trial's folder
+    assert job_folders(tmp_path) == [0, 1, 3]
 
 
 def shared_search(folder: Path, storage: str) -> None:
@@ -509,6 +514,59 @@ def test_a_project_search_stopped_by_failures_writes_its_summary_and_fails_its_p
     (parent,), children = runs_by_kind(tracking, "stopped")
     assert parent.info.status == "FAILED"
     assert [c.info.status for c in children] == ["FAILED"]
+
+
+@pytest.mark.slow
+def test_a_project_search_stopped_by_sigterm_ends_as_any_sweep_and_the_same_command_resumes(
+    tmp_path: Path, tiny_model: Path, cache_dir: Path
+) -> None:
+    """SIGTERM: exit 143, the interrupted trial's folder and the parent run KILLED, nothing RUNNING in
+    the study; the same command reruns the trial in its folder and finishes the study."""
+    pytest.importorskip("pipeline.core.interrupts")  # the interrupts of every sweep (issue 32)
+    from tests.conftest import runs_by_kind
+
+    tracking = f"sqlite:///{tmp_path}/mlflow.db"
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "run.py"),
+        "experiment=optuna_search",
+        f"model.path_prefix={tiny_model / 'export' / 'float32'}",
+        f"model.name_or_path={tiny_model / 'tokenizer'}",
+        f"mlflow.tracking_uri={tracking}",
+        "mlflow.experiment_name=interrupted",
+        "hydra.sweeper.n_trials=3",
+        "engine=onnxruntime",
+    ]
+    env = {**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir)}
+    search = tmp_path / "outputs" / "search" / "ernie-onnx-search"
+    with (tmp_path / "first.log").open("w") as log:
+        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 300
+        while not (search / "1" / ".hydra" / "overrides.yaml").exists():  # trial 1 runs
+            assert first.poll() is None, (tmp_path / "first.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "trial 1 never started"
+            time.sleep(0.2)
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=120) == 143, (tmp_path / "first.log").read_text()[-3000:]
+    finally:
+        if first.poll() is None:
+            first.kill()
+    study = optuna.load_study(study_name="ernie-onnx-search", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert states(study) == ["COMPLETE", "FAIL", "WAITING"]  # nothing RUNNING
+    assert json.loads((search / "1" / "job_status.json").read_text())["status"] == "KILLED"
+    (parent,), _ = runs_by_kind(tracking, "interrupted")
+    assert parent.info.status == "KILLED"
+
+    resumed = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    study = optuna.load_study(study_name="ernie-onnx-search", storage=f"sqlite:///{tmp_path}/optuna.db")
+    assert states(study) == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert study.trials[2].user_attrs["search:folder"] == 1  # the copy ran in the interrupted folder
+    assert sorted(int(p.name) for p in search.iterdir() if p.name.isdigit()) == [0, 1, 3]
+    assert json.loads((search / "1" / "job_status.json").read_text())["status"] == "FINISHED"
+    (parent,), children = runs_by_kind(tracking, "interrupted")
+    assert parent.info.status == "FINISHED" and {c.info.status for c in children} == {"FINISHED"}
 
 
 @pytest.mark.parametrize("sampler", ["tpe", "random", "cmaes", "nsgaii", "qmc"])
