@@ -31,10 +31,12 @@ test: lint
 test-fast: lint
 	$(PY) -m pytest tests/unit tests/integration $(ARGS)
 
+# ruff, the import layers, and types (mypy: [tool.mypy] in pyproject.toml; its cache in .mypy_cache).
 lint: setup
 	$(PY) -m ruff check .
 	$(PY) -m ruff format --check .
 	$(VENV)/bin/lint-imports
+	$(PY) -m mypy
 
 format: setup
 	$(PY) -m ruff check --fix .
