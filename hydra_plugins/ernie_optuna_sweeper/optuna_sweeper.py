@@ -33,7 +33,7 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, cast
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, cast
 
 from hydra.core.plugins import Plugins
 from hydra.experimental.callback import Callback
@@ -72,10 +72,16 @@ def require_optuna(sampler_target: str | None = None) -> None:
             _stop(f"{name} (hydra.sweeper.sampler) needs the {module} package: {install}")
 
 
-def _directions(direction: Any) -> list[str]:
-    if isinstance(direction, str):
-        return [direction]
-    return [str(d) for d in direction]
+Direction = Literal["minimize", "maximize"]
+_DIRECTIONS: dict[str, Direction] = {"minimize": "minimize", "maximize": "maximize"}
+
+
+def _directions(direction: Any) -> list[Direction]:
+    """`direction`, one or a list; each minimize or maximize, the only words Optuna takes."""
+    names = [direction] if isinstance(direction, str) else [str(d) for d in direction]
+    if wrong := [name for name in names if name not in _DIRECTIONS]:
+        _stop(f"hydra.sweeper.direction={wrong[0]}: each direction is minimize or maximize")
+    return [_DIRECTIONS[name] for name in names]
 
 
 def _plan(config: DictConfig, arguments: list[str]) -> "Plan":
@@ -85,7 +91,7 @@ def _plan(config: DictConfig, arguments: list[str]) -> "Plan":
     sweeper = config.hydra.sweeper
     params = {str(k): str(v) for k, v in (sweeper.get("params") or {}).items()}
     try:
-        plan = _search.make_plan(config, params, arguments, _directions(sweeper.direction))
+        plan = _search.make_plan(config, params, arguments, list[str](_directions(sweeper.direction)))
         _search.check_sampler(plan, str(sweeper.sampler._target_))
     except _search.SearchError as exc:
         _stop(str(exc))
@@ -180,7 +186,7 @@ class OptunaSweeper(Sweeper):
                 study_name=self.study_name,
                 storage=storage,
                 sampler=_search.make_sampler(sampler_conf, sampler_conf.get("seed")),
-                directions=cast("list[Any]", self.directions),
+                directions=self.directions,
                 load_if_exists=True,
             )
         try:
