@@ -17,7 +17,7 @@ from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
 from pipeline.core import interrupts
-from pipeline.core.job_folder import job_status, record_lost_job
+from pipeline.core.job_folder import job_status, record_lost_job, write_job_status
 
 if TYPE_CHECKING:
     from hydra_plugins.ernie_ray_launcher.ray_launcher import ClusterRayLauncher
@@ -93,9 +93,17 @@ def launch(
     tasks = [task for task, _, _ in runs]
     try:
         wait_for(tasks)
-    except (KeyboardInterrupt, interrupts.Terminated):
+    except (KeyboardInterrupt, interrupts.Terminated) as exc:
         with interrupts.deferred(raise_last=False):
             stop_tasks(tasks)
+            # Now, not at exit: Ray's log streaming would print its last worker lines after the
+            # interrupt's one line.
+            ray.shutdown()
+            # A cancelled task gets a KeyboardInterrupt: its folder names the sweep's own signal.
+            reason = f"interrupted by {interrupts.NAMES[interrupts.signal_of(exc)]}"
+            for _, job_dir, _ in runs:
+                if job_status(job_dir)["status"] == "KILLED":
+                    write_job_status(job_dir, "KILLED", reason)
         raise
     return [job_result(task, job_dir, overrides) for task, job_dir, overrides in runs]
 
