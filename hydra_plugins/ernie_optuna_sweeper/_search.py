@@ -440,16 +440,17 @@ def check_stored_study(plan: Plan, study_name: str | None, storage: str | None, 
         return
     if study_name is None:  # Optuna names a new study itself
         return
+    rdb = open_rdb(url)
     try:
         with quiet_optuna():
             study = optuna.load_study(
-                study_name=study_name, storage=url, sampler=optuna.samplers.RandomSampler()
+                study_name=study_name, storage=rdb, sampler=optuna.samplers.RandomSampler()
             )
     except KeyError:  # no such study yet
         return
     except Exception as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SearchError(f"the Optuna storage {shown_url(url)} cannot be opened: {first}") from None
+        raise SearchError(f"the Optuna storage {shown_url(url)} cannot be read: {first}") from None
     check_study(study, plan, url)
 
 
@@ -467,6 +468,25 @@ def record_identity(study: optuna.Study, plan: Plan, storage: str | None) -> lis
 # --- storage, sampler -------------------------------------------------------------------------
 
 
+def open_rdb(url: str, **options: Any) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at `url`: several searches opening a new one at once all open it (the
+    first creates its tables; the others retry), or one line that says why it cannot be opened."""
+    engine_kwargs: dict[str, Any] = {}
+    if url.startswith("sqlite"):  # several searches on one file: wait for its lock, not fail
+        engine_kwargs["connect_args"] = {"timeout": 60}
+    for attempt in range(4):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **options)
+        except Exception as exc:  # e.g. "table ... already exists": another search made it meanwhile
+            if attempt == 3:
+                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise SearchError(f"the Optuna storage {shown_url(url)} cannot be opened: {first}") from None
+            time.sleep(1 + attempt)
+    raise AssertionError("unreachable")
+
+
 def make_storage(
     url: str | None, heartbeat_interval: int, grace_period: int | None, on_stale: Callable[..., None]
 ) -> optuna.storages.BaseStorage | None:
@@ -474,32 +494,13 @@ def make_storage(
     url = storage_url(url)
     if url is None:
         return None
-    engine_kwargs: dict[str, Any] = {}
-    if url.startswith("sqlite"):  # several searches on one file: wait for its lock, not fail
-        engine_kwargs["connect_args"] = {"timeout": 60}
     callback_key = (
         "heartbeat_stale_trial_callback"  # Optuna >= 4.9; `failed_trial_callback` before
         if "heartbeat_stale_trial_callback" in optuna.storages.RDBStorage.__init__.__code__.co_varnames
         else "failed_trial_callback"
     )
-    for attempt in range(3):
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                callback: dict[str, Any] = {callback_key: on_stale}
-                return optuna.storages.RDBStorage(
-                    url,
-                    engine_kwargs=engine_kwargs,
-                    heartbeat_interval=heartbeat_interval,
-                    grace_period=grace_period,
-                    **callback,
-                )
-        except Exception as exc:  # two searches creating the tables at once: the second waits
-            if attempt == 2:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise SearchError(f"the Optuna storage {shown_url(url)} cannot be opened: {first}") from None
-            time.sleep(1 + attempt)
-    raise AssertionError("unreachable")
+    callback: dict[str, Any] = {callback_key: on_stale}
+    return open_rdb(url, heartbeat_interval=heartbeat_interval, grace_period=grace_period, **callback)
 
 
 def retry_callback(max_retry: int) -> Callable[[optuna.Study, FrozenTrial], None]:
