@@ -304,6 +304,15 @@ def test_other_directions_are_one_line(tmp_path: Path) -> None:
     )
 
 
+def test_a_direction_optuna_does_not_take_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    result = run_app(tmp_path, "hydra.sweeper.direction=[max,minimize]")
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [
+        "error: hydra.sweeper.direction=max: each direction is minimize or maximize"
+    ]
+    assert not (tmp_path / "search").exists() and not (tmp_path / "optuna.db").exists()
+
+
 def test_a_custom_search_space_that_changed_is_one_line_and_leaves_nothing_running(tmp_path: Path) -> None:
     write_app(
         tmp_path, space="def extra(config, trial):\n    trial.suggest_categorical('extra', ['x', 'y'])\n"
