@@ -46,11 +46,11 @@ from pipeline.core.errors import PipelineError
 from pipeline.core.job_folder import (
     JOB_STATUS_FILE,
     METRICS_FILE,
-    job_overrides,
     job_status,
     read_json,
     record_lost_job,
 )
+from pipeline.core.sweep_state import job_difference, job_done
 from pipeline.options.search_space import GROUPS, GroupSpace, parameter_key
 
 log = logging.getLogger(__name__)
@@ -697,7 +697,7 @@ class Search:
         job_dir = self.sweep_dir / str(folder)
         names = OmegaConf.select(self.config, "objectives", default=None)
         metrics = read_json(job_dir / METRICS_FILE)
-        if job_status(job_dir)["status"] != "FINISHED" or not names or metrics is None:
+        if not job_done(job_dir) or not names or metrics is None:  # every sweep's rule (sweep_state)
             return None
         if not all(isinstance(metrics.get(str(name)), int | float) for name in names):
             return None
@@ -713,12 +713,8 @@ class Search:
                 f"{job_dir} exists, but trial {trial.number} of study {self.study.study_name} is new: "
                 "the folder belongs to another search; give this one a hydra.sweep.dir of its own"
             )
-        before = job_overrides(job_dir)
-        if before and sorted(before) != sorted(overrides):
-            raise SearchError(
-                f"{job_dir} holds another job than trial {trial.number} (a copy of the trial that ran "
-                "there): the folder belongs to another search; give this one a hydra.sweep.dir of its own"
-            )
+        if difference := job_difference(job_dir, overrides):  # every sweep's rule (sweep_state)
+            raise SearchError(difference)
 
     def overrides(self, trial: optuna.Trial) -> list[str]:
         for key, override in self.plan.fixed.items():  # also for custom_search_space to read

@@ -44,6 +44,7 @@ from hydra.utils import get_method
 from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.ernie_optuna_sweeper.config import SAMPLER_PACKAGES
+from pipeline.core import interrupts
 from pipeline.core.job_folder import clear_sweep_end, write_sweep_end
 
 if TYPE_CHECKING:
@@ -238,7 +239,8 @@ class OptunaSweeper(Sweeper):
             # neither an Exception) closes this search's trials, each with a copy WAITING for the
             # same command; the sweep's own clean-up (pipeline/cli.py) then ends the sweep KILLED.
             interrupted = not isinstance(exc, Exception | SystemExit)
-            closed = search.close_open(interrupted=interrupted)
+            with interrupts.deferred(raise_last=False):  # a second Ctrl-C does not cut this short
+                closed = search.close_open(interrupted=interrupted)
             if closed and interrupted:
                 log.warning("Interrupted: trials %s are FAILED; copies wait for the same command", closed)
             raise
