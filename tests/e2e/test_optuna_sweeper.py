@@ -190,7 +190,11 @@ def private_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, 
     yield {"RAY_TMPDIR": str(folder)}
     import shutil
 
-    shutil.rmtree(folder, ignore_errors=True)
+    for _ in range(20):  # Ray's processes may still write their last logs there meanwhile
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            break
+        time.sleep(0.5)
 
 
 @pytest.mark.parametrize("launcher", ["basic", "joblib", pytest.param("ray", marks=pytest.mark.slow)])

@@ -85,6 +85,15 @@ def ray_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
 
 
+def remove_folder(folder: Path) -> None:
+    """Removes a Ray temp root; Ray's processes may still write their last logs there meanwhile."""
+    for _ in range(20):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.5)
+
+
 @contextmanager
 def ray_cluster(ray_tmp: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """`ray start --head` with its own temp folder (where it records itself, under RAY_TMPDIR=ray_tmp),
@@ -135,7 +144,7 @@ def running_cluster() -> Iterator[tuple[str, Path]]:
         with ray_cluster(folder) as address:
             yield address, folder
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
 
 
 def run_sweep(
@@ -180,7 +189,7 @@ def test_address_null_joins_ray_address(running_cluster: tuple[str, Path], tmp_p
     try:
         result = run_sweep(tmp_path, elsewhere, "x=1", env={"RAY_ADDRESS": address})
     finally:
-        shutil.rmtree(elsewhere, ignore_errors=True)
+        remove_folder(elsewhere)
     assert result.returncode == 0, result.stderr[-3000:]
     assert clusters_used(tmp_path) == {address}
     assert f"the Ray cluster at {address} (RAY_ADDRESS)" in result.stdout + result.stderr
@@ -216,7 +225,7 @@ def test_without_a_running_cluster_the_sweep_starts_its_own(
     try:
         result = run_sweep(tmp_path, empty, "x=1", "hydra.launcher.ray.init.num_cpus=1")
     finally:
-        shutil.rmtree(empty, ignore_errors=True)
+        remove_folder(empty)
     assert result.returncode == 0, result.stderr[-3000:]
     (own,) = clusters_used(tmp_path)
     assert own != address
@@ -251,7 +260,7 @@ def test_a_worker_that_cannot_import_the_project_says_so(tmp_path: Path) -> None
         with ray_cluster(folder, env={"PYTHONPATH": str(blocked)}) as address:
             result = run_sweep(tmp_path / "app", folder, "x=1", f"hydra.launcher.ray.init.address={address}")
     finally:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_folder(folder)
     assert result.returncode == 0, result.stderr[-3000:]
     status = yaml.safe_load((tmp_path / "app" / "sweep" / "0" / "job_status.json").read_text())
     assert status["status"] == "FAILED"
