@@ -60,7 +60,7 @@ multi_label and hierarchical):
 - model_size_mb: the model file the engine runs. fused_ops.*: fused operators in it.
 - infer_peak_rss_mb / job_peak_rss_mb: resident memory while the model ran / over the whole job.
 - n_samples, n_truncated: eval texts, and those cut at max_seq_length.
-- Sweep parent runs: jobs, jobs_failed, jobs_skipped, best_<headline> (best_accuracy, ...),
+- Sweep parent runs: jobs, jobs_failed, jobs_skipped, jobs_killed, best_<headline> (best_accuracy, ...),
   best_latency_ms, and the winner's headline metric, latency and e2e (winner_*): the rule that picks
   it is in its description and selection.md.
 - Predict runs: rows, input_lines, skipped_lines, parts, wall_s, lines_per_s, peak_rss_mb."""
