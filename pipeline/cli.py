@@ -18,6 +18,8 @@ from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
 from pipeline.core import interrupts
+from pipeline.core.errors import WriteError
+from pipeline.core.files import WRITE_FAILURES
 from pipeline.options.config import renamed_key
 
 _FULL_ERROR = "HYDRA_FULL_ERROR"
@@ -55,6 +57,12 @@ def explain(exc: BaseException, arguments: list[str] | None = None) -> str:
         return (
             f"cannot read {where}: {_first_line(text)} (write key=value; quote values with spaces or commas)"
         )
+    if isinstance(exc, OSError) and not exc.filename and exc.errno in WRITE_FAILURES:
+        why, fix = WRITE_FAILURES[exc.errno]  # Hydra writing the job's folder (.hydra/, run.log)
+        return (
+            f"cannot write the job's folder (hydra.run.dir, or hydra.sweep.dir with -m): {why}; "
+            f"{fix} (or choose another folder), then run the same command again"
+        )
     if isinstance(exc, OSError) and exc.filename:
         return f"{exc.filename}: {exc.strerror or exc} (a folder the job writes cannot be made)"
     return _first_line(text) or type(exc).__name__
@@ -71,7 +79,7 @@ def readable_errors() -> Iterator[None]:
     os.environ[_FULL_ERROR] = "1"
     try:
         yield
-    except (HydraException, OmegaConfBaseException, OSError) as exc:
+    except (HydraException, OmegaConfBaseException, OSError, WriteError) as exc:
         if asked_for_trace:
             raise
         print(f"error: {explain(exc, sys.argv[1:])}", file=sys.stderr)

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from pipeline.core import interrupts
 from pipeline.core.errors import ConfigError, PipelineError, TrackingError, UnsupportedCombination
+from pipeline.core.files import write_error
 from pipeline.core.job_folder import (
     TRACKING_FILE,
     job_name,
@@ -171,10 +172,13 @@ def execute(
         outcome.error = str(exc)
     except Exception as exc:
         interrupts.raise_if_received()
-        outcome.error = f"{type(exc).__name__}: {exc}"
-        outcome.bug = exc
-        if sweep_dir is not None:
-            log.error("job %s failed:\n%s", job_dir.name, traceback.format_exc())
+        if isinstance(exc, OSError) and (error := write_error(exc)) is not None:
+            outcome.error = str(error)  # a full disk or a read-only folder, met by a library's own write
+        else:
+            outcome.error = f"{type(exc).__name__}: {exc}"
+            outcome.bug = exc
+            if sweep_dir is not None:
+                log.error("job %s failed:\n%s", job_dir.name, traceback.format_exc())
     where = f" [host {platform.node()}]" if sweep_dir is not None and outcome.status == "FAILED" else ""
     write_job_status(job_dir, outcome.status, outcome.error + where)
     if config.mlflow.enabled:

@@ -24,6 +24,9 @@ class DatasetError(PipelineError):
         where = f"{self.path}:{line}" if line is not None else f"{self.path}"
         super().__init__(f"{where}: {why}")
 
+    def __reduce__(self) -> tuple:  # pickled by its fields: a Ray actor sends it back as it is
+        return (type(self), (self.path, self.why, self.line))
+
 
 class ModelError(PipelineError):
     """A model file is missing, unreadable or cannot be converted."""
@@ -36,6 +39,27 @@ class DeviceError(PipelineError):
 class UnsupportedCombination(ConfigError):
     """Options that are each valid but do not run together here (an engine and a precision, a
     precision and this CPU): a single run stops, a sweep records the job SKIPPED."""
+
+
+class WriteError(PipelineError):
+    """A file the job writes could not be written for a reason the user must fix (a full disk, a
+    quota, a read-only file system, permissions): the file and what to do, in one line."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        why: str,
+        fix: str,
+        then: str = "run the same command again (or write elsewhere)",
+    ) -> None:
+        self.path = Path(path)
+        self.why = why
+        self.fix = fix  # what the user does: "free some space there"
+        self.then = then
+        super().__init__(f"cannot write {self.path}: {why}; {fix}, then {then}")
+
+    def __reduce__(self) -> tuple:  # pickled by its fields: a Ray actor sends it back as it is
+        return (type(self), (self.path, self.why, self.fix, self.then))
 
 
 class TrackingError(PipelineError):

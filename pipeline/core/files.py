@@ -1,7 +1,13 @@
-"""Files: atomic writes, content digests, and what a path-or-name value is."""
+"""Files: atomic writes, content digests, and what a path-or-name value is.
+
+A write that fails for a reason the user must fix (a full disk, a quota, a read-only file system,
+permissions) raises `WriteError`: the file, why, and what to do, in one line; the temporary file is
+removed, and what was written before stays.
+"""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -9,7 +15,47 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from pipeline.core.errors import WriteError
+
 _CHUNK = 1 << 20
+
+# The write failures a user fixes, not the code: what each means and what to do about it.
+WRITE_FAILURES = {
+    errno.ENOSPC: ("no space left on the device", "free some space there"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free some space there"),
+    errno.EFBIG: ("the file is larger than the file system allows", "choose a file system that allows it"),
+    errno.EROFS: ("the file system is read-only", "make it writable"),
+    errno.EACCES: ("permission denied", "make it writable"),
+    errno.EPERM: ("operation not permitted", "make it writable"),
+}
+
+
+# Those that only a write meets: an OSError from elsewhere (a library's own write) is one of ours
+# only with these, since permission errors may come from reading.
+_ONLY_WRITES = {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS}
+
+
+def write_error(exc: OSError, path: Path | str | None = None) -> WriteError | None:
+    """`exc` as the one line a user acts on, where it is one of WRITE_FAILURES (None: not one).
+    It names `path`, the file being written; without it, the file the OSError names, where the
+    error is one that only writes meet."""
+    where = path if path is not None else exc.filename
+    failure = WRITE_FAILURES.get(exc.errno or 0)
+    if failure is None or where is None or (path is None and exc.errno not in _ONLY_WRITES):
+        return None
+    why, fix = failure
+    return WriteError(os.fsdecode(where), why, fix)
+
+
+@contextmanager
+def writing(path: Path | str) -> Iterator[None]:
+    """Turns a failed write of `path` into a WriteError (see WRITE_FAILURES)."""
+    try:
+        yield
+    except OSError as exc:
+        if (error := write_error(exc, path)) is not None:
+            raise error from None
+        raise
 
 
 def _current_umask() -> int:
@@ -35,17 +81,24 @@ def file_digest(path: Path) -> str:
 
 def atomic_write_text(path: Path, text: str) -> None:
     """Writes a file so that readers see either the old content or the new, never half."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Writes a file so that readers see either the old content or the new, never half; a write that
+    fails leaves no temporary file, and one that fails for a user's reason is a WriteError."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.chmod(tmp, FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.chmod(tmp, FILE_MODE)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def names_a_path(value: str) -> bool:

@@ -10,18 +10,20 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.core.errors import ConfigError
+from pipeline.core.errors import ConfigError, WriteError
 from pipeline.core.files import FolderInUse, atomic_write_text, sole_writer
 from pipeline.core.job_folder import METRICS_FILE, update_job_record
 from pipeline.options.config import Config
 from pipeline.runner.record import add_tags, dataset_record
 from pipeline.stages.predict import (
+    SUCCESS_FILE,
     Chunk,
     InputPlan,
     PartPredictor,
     PredictorSpec,
     count_rows,
     finish,
+    finished_parts,
     manifest,
     plan_input,
     prepare_output,
@@ -47,7 +49,9 @@ def output_folder(config: Config, job_dir: Path) -> Path:
 def predict_job(config: Config, job_dir: Path) -> dict:
     """predict.input -> the output folder's part files; returns the metrics also in metrics.json.
 
-    One writer per output folder: a second prediction into a folder in use stops at once.
+    One writer per output folder: a second prediction into a folder in use stops at once. A part
+    that cannot be written (a full disk) stops the run with one line; the parts written are kept,
+    and the same command resumes from them.
     """
     target = output_folder(config, job_dir)
     try:
@@ -57,6 +61,14 @@ def predict_job(config: Config, job_dir: Path) -> dict:
         raise ConfigError(
             f"predict.output={target} is being written by {holder}; wait for it or choose another folder"
         ) from None
+    except WriteError as exc:
+        if not exc.path.absolute().is_relative_to(target.absolute()):
+            raise
+        kept = len(finished_parts(target))
+        then = "run the same command again" + (
+            f": it keeps the {kept} parts written and predicts the rest" if kept else ""
+        )
+        raise WriteError(exc.path, exc.why, exc.fix, then) from None
 
 
 def _predict_into(config: Config, job_dir: Path, target: Path) -> dict:
@@ -76,6 +88,8 @@ def _predict_into(config: Config, job_dir: Path, target: Path) -> dict:
     spec = PredictorSpec(model.path, tokenizer_source, config, labels)
     done = prepare_output(target, manifest(plan, spec, options), options.overwrite)
     pending = [chunk for chunk in plan.chunks if chunk.index not in done]
+    if pending:  # parts removed since a run that finished: it is not finished any more
+        (target / SUCCESS_FILE).unlink(missing_ok=True)
     log.info(
         "predicting %s: %d lines, %d parts to do (%d done before)",
         plan.path,
@@ -114,6 +128,6 @@ def predict_locally(
     predictor = PartPredictor(spec, label_file)
     with tqdm(total=sum(c.n_lines for c in pending), unit="line", desc="predict", smoothing=0.1) as bar:
         for chunk in pending:
-            predictor.predict_chunk(plan.path, chunk, target)
+            predictor.predict_chunk(plan.path, chunk, target, plan.version)
             bar.update(chunk.n_lines)
     return []

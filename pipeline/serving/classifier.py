@@ -30,6 +30,27 @@ from mlflow.pyfunc import PythonModel
 DEFAULT_TASK = {"name": "multi_class"}
 
 
+class Refused(MlflowException):
+    """A request the task cannot read: HTTP 400 whose message is the task's one line.
+
+    MLflow's scoring server writes the whole request in front of a model's error message ("Failed
+    to predict data '...'"): a megabyte of text refused would come back as a megabyte of error. The
+    refusal already names each input by position and type, so this message keeps to it.
+    """
+
+    def __init__(self, refusal: str) -> None:
+        self._refusal = refusal
+        super().__init__(refusal, error_code=INVALID_PARAMETER_VALUE)
+
+    @property
+    def message(self) -> str:
+        return self._refusal
+
+    @message.setter
+    def message(self, value: str) -> None:
+        """MLflow's own prefix (and MlflowException's assignment) leave the refusal as it is."""
+
+
 class ErnieTextClassifier(PythonModel):
     def load_context(self, context: Any) -> None:
         from pipeline.core.tokenizer import load_tokenizer
@@ -64,7 +85,7 @@ class ErnieTextClassifier(PythonModel):
         try:
             inputs = self.task.served_inputs(model_input)
         except InputError as exc:
-            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None
+            raise Refused(str(exc)) from None
         if not len(inputs):
             return []
         result = infer(

@@ -5,21 +5,26 @@ actor reads its chunk from the input (a path every node sees), predicts it with 
 Runtime session and writes the part file itself, so rows never travel through the object store,
 line numbers and undecodable lines stay exact, and a rerun submits only the missing parts. The
 output is the local engine's, part for part.
+
+A user's error in an actor (the model's label count, an input changed while it is predicted, a full
+disk) comes back pickled in its row's `error`, not raised: Ray would send back a traceback, not the
+error. The driver raises it, so the run ends with the same one line as a local run.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import pickle
 import resource
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
-from pipeline.core.errors import require_extra
+from pipeline.core.errors import PipelineError, require_extra
 from pipeline.core.ray_cluster import ray_init_options
-from pipeline.stages.predict import Chunk, InputPlan, PartPredictor, PredictorSpec
+from pipeline.stages.predict import Chunk, InputPlan, InputVersion, PartPredictor, PredictorSpec
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +32,35 @@ log = logging.getLogger(__name__)
 class ChunkActor:
     """Ray Data's class UDF: one engine per actor, reused for every chunk it is given."""
 
-    def __init__(self, spec: PredictorSpec, label_file: str, input_path: str, output_dir: str) -> None:
-        self.predictor = PartPredictor(spec, Path(label_file))
+    def __init__(
+        self, spec: PredictorSpec, label_file: str, input_path: str, output_dir: str, input_version: tuple
+    ) -> None:
         self.input_path = Path(input_path)
         self.output_dir = Path(output_dir)
+        self.version = InputVersion(*input_version)
+        self.predictor: PartPredictor | None = None
+        self.error = b""  # why this actor cannot predict (a model the task cannot feed), pickled
+        try:
+            self.predictor = PartPredictor(spec, Path(label_file))
+        except PipelineError as exc:
+            self.error = pickle.dumps(exc)
 
     def __call__(self, batch: dict) -> dict:
-        done: dict[str, list] = {"part": [], "rows": [], "rss_mb": []}
+        done: dict[str, list] = {"part": [], "rows": [], "rss_mb": [], "error": []}
         for i in range(len(batch["index"])):
             numbers = {key: int(batch[key][i]) for key in ("index", "start", "end", "first_line", "n_lines")}
             chunk = Chunk(**numbers, bad_lines=tuple(int(v) for v in batch["bad_lines"][i]))
-            result = self.predictor.predict_chunk(self.input_path, chunk, self.output_dir)
-            done["part"].append(result["part"])
-            done["rows"].append(result["rows"])
+            rows, error = 0, self.error
+            if self.predictor is not None:
+                try:
+                    rows = self.predictor.predict_chunk(
+                        self.input_path, chunk, self.output_dir, self.version
+                    )["rows"]
+                except PipelineError as exc:
+                    error = pickle.dumps(exc)
+            done["part"].append(chunk.index)
+            done["rows"].append(rows)
+            done["error"].append(error)
             done["rss_mb"].append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0)
         return done
 
@@ -79,6 +100,7 @@ def predict_on_ray(
                 "label_file": str(label_file),
                 "input_path": str(plan.path.absolute()),
                 "output_dir": str(target.absolute()),
+                "input_version": (plan.version.size, plan.version.mtime_ns),
             },
             compute=ray.data.ActorPoolStrategy(size=options.workers),
             batch_size=1,
@@ -91,6 +113,8 @@ def predict_on_ray(
             total=sum(lines.values()), unit="line", desc=f"predict ({options.workers} Ray workers)"
         ) as bar:
             for row in dataset.iter_rows():
+                if row["error"]:
+                    raise pickle.loads(row["error"])  # our own actor's PipelineError
                 bar.update(lines[int(row["part"])])
                 peak.append(float(row["rss_mb"]))
         return [max(peak)] if peak else []

@@ -3,6 +3,7 @@ answers and what it refuses), and a sweep that picks and registers its champion.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +25,7 @@ from pipeline import PROJECT_ROOT
 from pipeline.core.errors import InputError
 from pipeline.options.tasks import TASKS
 from tests.conftest import RunCli, free_port, running_server, runs_by_kind, venv_command
+from tests.e2e.task_models import random_model
 
 NOT_TEXT = "expected text (a JSON string) for every input"
 
@@ -85,7 +88,11 @@ def frame(rows: list[list[Any]]) -> dict[str, Any]:
 
 
 def invoke(url: str, body: Any) -> requests.Response:
-    return requests.post(f"{url}/invocations", json=body, timeout=120)
+    """POST /invocations with `body` as UTF-8 JSON (a megabyte of Chinese stays a megabyte)."""
+    data = json.dumps(body, ensure_ascii=False).encode()
+    return requests.post(
+        f"{url}/invocations", data=data, headers={"Content-Type": "application/json"}, timeout=120
+    )
 
 
 def test_served_inputs_name_each_refused_input_by_position_and_type() -> None:
@@ -250,3 +257,185 @@ def test_sweep_selects_its_winner_and_registers_the_champion(
     assert len(client.search_model_versions("name='tiny-sweep'")) == 1  # only the winner is registered
     mlflow.set_tracking_uri(uri)
     assert len(mlflow.pyfunc.load_model("models:/tiny-sweep@champion").predict(["很好", "太差了"])) == 2
+
+
+# -- each task served: a pair model and a multi-label model ------------------------------------------
+
+TASK_MODELS = ("pair", "multi_label")
+PAIR_REFUSAL = "expected a pair of texts ([text_a, text_b], two JSON strings) for every input"
+HUGE = "这个产品很好用物流也很快" * 87_000  # 1 MB of UTF-8, one token a character
+
+
+def task_dataset(folder: Path, task: str, texts: list[str]) -> Path:
+    """A small dev split and data.txt of the demo's texts in `task`'s format (labels by position)."""
+    folder.mkdir()
+    if task == "pair":
+        (folder / "label.txt").write_text("different\nsame\n")
+        rows = [f"{a}\t{b}\t{('different', 'same')[i % 2]}" for i, (a, b) in enumerate(pairwise(texts))]
+        data = [f"{a}\t{b}" for a, b in pairwise(texts)][::2]
+    else:
+        (folder / "label.txt").write_text("物流\n价格\n质量\n")
+        rows = [f"{text}\t{('物流', '价格', '物流,质量')[i % 3]}" for i, text in enumerate(texts)]
+        data = texts
+    (folder / "dev.txt").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (folder / "data.txt").write_text("\n".join(data) + "\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def task_texts(demo_data_dir: Path) -> list[str]:
+    lines = (demo_data_dir / "dev.txt").read_text(encoding="utf-8").splitlines()[:200]
+    return [line.split("\t")[0] for line in lines]
+
+
+@pytest.fixture(scope="module")
+def task_servers(
+    task_texts: list[str], cache_dir: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, str]]:
+    """A pair model and a multi-label model (random weights: only shapes and agreement matter here),
+    each run with mlflow.registered_model_name and served by `mlflow models serve`: {task: URL}."""
+    folder = tmp_path_factory.mktemp("task-models")
+    uri = f"sqlite:///{folder}/mlflow.db"
+    for task in TASK_MODELS:
+        data = task_dataset(folder / f"data-{task}", task, task_texts)
+        result = subprocess.run(
+            [
+                sys.executable,
+                str(PROJECT_ROOT / "run.py"),
+                *random_model(task),
+                f"dataset.dir={data}",
+                f"mlflow.tracking_uri={uri}",
+                f"mlflow.registered_model_name=tiny-{task}",
+                f"hydra.run.dir={task}",
+            ],
+            cwd=folder,
+            env={**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir)},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    urls = {}
+    with contextlib.ExitStack() as servers:
+        for task in TASK_MODELS:
+            port = free_port()
+            command = [venv_command("mlflow"), "models", "serve", "-m", f"models:/tiny-{task}/1"]
+            command += ["--env-manager", "local", "--host", "127.0.0.1", "--port", str(port)]
+            log = folder / f"serve-{task}.log"
+            servers.enter_context(running_server(command, f"http://127.0.0.1:{port}/ping", log, env, 180))
+            urls[task] = f"http://127.0.0.1:{port}"
+        yield urls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("task", "inputs", "refusal"),
+    [
+        ("pair", ["a lone text"], f"inputs[0] is a string: {PAIR_REFUSAL}"),
+        ("pair", [[]], f"inputs[0] is an empty array: {PAIR_REFUSAL}"),
+        ("pair", [["a"]], f"inputs[0] is an array of 1 item: {PAIR_REFUSAL}"),
+        ("pair", [["a", "b", "c"]], f"inputs[0] is an array of 3 items: {PAIR_REFUSAL}"),
+        (
+            "pair",
+            [["a", "b"], ["a", None], [1, "b"]],
+            f"inputs[1][1] is null, inputs[2][0] is a number: {PAIR_REFUSAL}",
+        ),
+        ("pair", [[["a"], ["b"]]], f"inputs[0][0] is an array, inputs[0][1] is an array: {PAIR_REFUSAL}"),
+        ("pair", [{"text_a": "a", "text_b": "b"}], f"inputs[0] is an object: {PAIR_REFUSAL}"),
+        ("multi_label", [["a", "b"]], f"inputs[0] is an array: {NOT_TEXT}"),
+        ("multi_label", ["a", ["b"], [[]]], f"inputs[1] is an array, inputs[2] is an array: {NOT_TEXT}"),
+        ("multi_label", [[]], f"inputs[0] is an empty array: {NOT_TEXT}"),
+        ("multi_label", [None], f"inputs[0] is null: {NOT_TEXT}"),
+    ],
+)
+def test_a_payload_of_the_wrong_shape_for_the_task_is_refused(
+    task: str, inputs: list[Any], refusal: str, task_servers: dict[str, str]
+) -> None:
+    response = invoke(task_servers[task], {"inputs": inputs})
+    assert response.status_code == 400, response.text[:500]
+    # The task's one line, as it is: MLflow's prefix (the whole request, repeated) is not added.
+    assert response.json()["error_code"] == "INVALID_PARAMETER_VALUE"
+    assert response.json()["message"] == refusal
+
+
+@pytest.mark.slow
+def test_a_refused_megabyte_is_not_sent_back(task_servers: dict[str, str]) -> None:
+    response = invoke(task_servers["pair"], {"inputs": [HUGE]})
+    assert response.status_code == 400
+    assert (
+        len(response.content) < 1000
+        and response.json()["message"] == f"inputs[0] is a string: {PAIR_REFUSAL}"
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("task", "inputs"),
+    [
+        ("pair", []),
+        ("pair", [["好吃", ""]]),  # an empty text in a pair is a text, as "" is to a single-text model
+        ("pair", [["", ""], ["", "味道不错"]]),
+        ("multi_label", []),
+        ("multi_label", ["", "  "]),
+    ],
+)
+def test_empty_lists_and_empty_texts_are_answered(
+    task: str, inputs: list[Any], task_servers: dict[str, str]
+) -> None:
+    response = invoke(task_servers[task], {"inputs": inputs})
+    assert response.status_code == 200, response.text[:500]
+    predictions = response.json()["predictions"]
+    assert len(predictions) == len(inputs)
+    keys = {"label", "confidence", "prob_different", "prob_same"} if task == "pair" else {"labels", "scores"}
+    assert all(set(p) == keys for p in predictions)
+
+
+@pytest.mark.slow
+def test_a_megabyte_pair_is_cut_like_any_pair(task_servers: dict[str, str]) -> None:
+    """At the job's max_seq_length (128), [1 MB, 短] keeps 124 characters of text_a: the same answer."""
+    pairs = [
+        [HUGE, "短"],
+        [HUGE[:124], "短"],
+        ["短", HUGE],
+        ["短", HUGE[:124]],
+        [HUGE, HUGE],
+        [HUGE[:63], HUGE[:62]],
+    ]
+    response = invoke(task_servers["pair"], {"inputs": pairs})
+    assert response.status_code == 200, response.text[:500]
+    answers = [p["prob_same"] for p in response.json()["predictions"]]
+    for cut, kept in zip(answers[::2], answers[1::2], strict=True):
+        assert cut == pytest.approx(kept, abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("task", TASK_MODELS)
+def test_concurrent_clients_get_each_task_its_sequential_answers(
+    task: str, task_texts: list[str], task_servers: dict[str, str]
+) -> None:
+    items: list[Any] = [list(p) for p in pairwise(task_texts)] if task == "pair" else task_texts
+    batches = [[items[(i + k) % len(items)] for k in range(1 + i % 5)] for i in range(64)]
+
+    def answers(batch: list[Any]) -> list[dict[str, Any]]:
+        response = invoke(task_servers[task], {"inputs": batch})
+        assert response.status_code == 200, response.text[:500]
+        return response.json()["predictions"]
+
+    sequential = [answers(batch) for batch in batches]
+    with ThreadPoolExecutor(max_workers=16) as clients:
+        concurrent = list(clients.map(answers, batches))
+    score = "prob_same" if task == "pair" else "scores"
+    for together, alone in zip(concurrent, sequential, strict=True):
+        assert [p.get("label", p.get("labels")) for p in together] == [
+            p.get("label", p.get("labels")) for p in alone
+        ]
+        if task == "pair":
+            assert [p[score] for p in together] == pytest.approx([p[score] for p in alone], abs=1e-6)
+        else:
+            for a, b in zip(together, alone, strict=True):
+                assert a[score] == pytest.approx(b[score], abs=1e-6)

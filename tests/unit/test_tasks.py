@@ -192,9 +192,12 @@ def test_served_inputs_are_checked_by_position() -> None:
     with pytest.raises(InputError) as error:
         pair.served_inputs([["a", "b"], "lone", [], ["a"], ["a", 1], None])
     assert str(error.value) == (
-        "inputs[1] is a string, inputs[2] is an empty array, inputs[3] is an array, inputs[4] is an array, "
-        "inputs[5] is null: expected a pair of texts ([text_a, text_b], two JSON strings) for every input"
+        "inputs[1] is a string, inputs[2] is an empty array, inputs[3] is an array of 1 item, "
+        "inputs[4][1] is a number, inputs[5] is null: "
+        "expected a pair of texts ([text_a, text_b], two JSON strings) for every input"
     )
+    # Either text of a pair may be empty, as a single text may: the JSON says it is a pair.
+    assert pair.served_inputs([["a", ""], ("", "b")]).text_pairs == ["", "b"]
     with pytest.raises(InputError, match=r"inputs\[0\] is an array: expected text"):
         TASKS.create("multi_label").served_inputs([["a", "b"]])
     with pytest.raises(InputError, match=r"inputs\[9\] is a number and 3 more"):

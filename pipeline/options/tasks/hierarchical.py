@@ -12,7 +12,7 @@ from pipeline.core import scores
 from pipeline.core.data import Split, read_label_lines, read_split
 from pipeline.core.errors import DatasetError
 from pipeline.options.tasks.base import TASKS
-from pipeline.options.tasks.multi_label import MultiLabelTask
+from pipeline.options.tasks.multi_label import MultiLabelTask, refuse_separators
 
 PATH_SEPARATOR = "##"
 
@@ -50,7 +50,14 @@ class HierarchicalTask(MultiLabelTask):
 
     def read_labels(self, folder: Path, name: str = "label.txt") -> list[str]:
         lines = read_label_lines(folder, name)
+        refuse_separators(lines, Path(folder) / name, self.name)
         for label, number in lines.items():
+            if "" in label.split(PATH_SEPARATOR):
+                raise DatasetError(
+                    Path(folder) / name,
+                    f"label {label!r} has an empty node (a node is its path, names joined by ##: 负面##价格)",
+                    line=number,
+                )
             up = parent(label)
             if up is not None and up not in lines:
                 raise DatasetError(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from pipeline.core import scores
-from pipeline.core.data import LineFormat
-from pipeline.core.errors import ConfigError
+from pipeline.core.data import LABEL_SEPARATOR, LineFormat, read_label_lines
+from pipeline.core.errors import ConfigError, DatasetError
 from pipeline.options.tasks.base import TASKS, TaskConfig, rounded
 
 
@@ -34,6 +35,11 @@ class MultiLabelTask(TaskConfig):
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"task.threshold={self.threshold} must be within (0, 1)")
 
+    def read_labels(self, folder: Path, name: str = "label.txt") -> list[str]:
+        lines = read_label_lines(folder, name)
+        refuse_separators(lines, Path(folder) / name, self.name)
+        return list(lines)
+
     def probabilities(self, logits: np.ndarray) -> np.ndarray:
         return scores.sigmoid(logits)
 
@@ -57,3 +63,14 @@ class MultiLabelTask(TaskConfig):
             }
             for row, row_decided in zip(probabilities, decided, strict=True)
         ]
+
+
+def refuse_separators(lines: dict[str, int], path: Path, task: str) -> None:
+    """A label with a comma could never be named on a line, where commas separate the labels."""
+    for label, number in lines.items():
+        if LABEL_SEPARATOR in label:
+            raise DatasetError(
+                path,
+                f"label {label!r} holds a comma, which separates the labels of a task={task} line; rename it",
+                line=number,
+            )

@@ -33,10 +33,18 @@ class PairTask(MultiClassTask):
         )
 
     def served_inputs(self, values: list[Any]) -> Inputs:
-        problems = [
-            f"inputs[{i}] is {json_type(v)}"
-            for i, v in enumerate(values)
-            if not (isinstance(v, list) and len(v) == 2 and all(isinstance(t, str) for t in v))
-        ]
+        """Pairs `[text_a, text_b]`; either text may be empty, as a single text may (docs/serving.md)."""
+        problems = [problem for i, v in enumerate(values) for problem in pair_problems(i, v)]
         refuse(problems, "a pair of texts ([text_a, text_b], two JSON strings)")
         return Inputs([v[0] for v in values], [v[1] for v in values])
+
+
+def pair_problems(i: int, value: Any) -> list[str]:
+    """What keeps inputs[i] from being a pair of texts, by position and JSON type (none: it is one)."""
+    if not isinstance(value, list | tuple) or not value:
+        return [f"inputs[{i}] is {json_type(value)}"]
+    if len(value) != 2:
+        return [f"inputs[{i}] is an array of {len(value)} {'item' if len(value) == 1 else 'items'}"]
+    return [
+        f"inputs[{i}][{j}] is {json_type(text)}" for j, text in enumerate(value) if not isinstance(text, str)
+    ]
