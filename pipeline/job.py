@@ -95,13 +95,13 @@ def _attempt(
     cfg: DictConfig, attempt: Attempt, overrides: list[str], multirun: bool, sweep_dir: Path | None
 ) -> float | list[float] | None:
     interrupts.forget()
-    start_job(attempt.job_dir)
     key = f"job {attempt.job_dir}"
     # Where the job runs in the process that started it, its clean-up also runs at the top of it
     # (pipeline/cli.py), should a second signal cut the one below short.
     interrupts.on_interrupt(key, attempt.stop)
     interrupted = False
     try:
+        start_job(attempt.job_dir)
         outcome = _run(cfg, attempt, overrides, multirun, sweep_dir)
         _report(outcome, attempt.name, attempt.job_dir, multirun)
     except (KeyboardInterrupt, interrupts.Terminated) as exc:

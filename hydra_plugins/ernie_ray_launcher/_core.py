@@ -18,6 +18,7 @@ from omegaconf import DictConfig, open_dict
 
 from pipeline.core import interrupts
 from pipeline.core.job_folder import job_status, record_lost_job, write_job_status
+from pipeline.core.sweep_state import mark_stopped
 
 if TYPE_CHECKING:
     from hydra_plugins.ernie_ray_launcher.ray_launcher import ClusterRayLauncher
@@ -99,11 +100,13 @@ def launch(
             # Now, not at exit: Ray's log streaming would print its last worker lines after the
             # interrupt's one line.
             ray.shutdown()
-            # A cancelled task gets a KeyboardInterrupt: its folder names the sweep's own signal.
+            # A cancelled task gets a KeyboardInterrupt (its folder names the sweep's own signal),
+            # and one killed with its worker, wherever it ran, cannot say it was stopped.
             reason = f"interrupted by {interrupts.NAMES[interrupts.signal_of(exc)]}"
             for _, job_dir, _ in runs:
                 if job_status(job_dir)["status"] == "KILLED":
                     write_job_status(job_dir, "KILLED", reason)
+            mark_stopped([job_dir for _, job_dir, _ in runs], reason)
         raise
     return [job_result(task, job_dir, overrides) for task, job_dir, overrides in runs]
 

@@ -103,7 +103,7 @@ def job_done(job_dir: Path) -> bool:
 def job_ended(job_dir: Path) -> bool:
     """Whether the job reached its end: SKIPPED or KILLED, or FINISHED or FAILED and logged."""
     status = job_status(job_dir)["status"]
-    return status in ("SKIPPED", "KILLED") or (status in ("FINISHED", "FAILED") and _logged(job_dir))
+    return status in ("SKIPPED", "KILLED") or (status in ("FINISHED", "FAILED") and _logged(Path(job_dir)))
 
 
 def _logged(job_dir: Path) -> bool:
@@ -122,12 +122,15 @@ def _has_tracking(job_dir: Path) -> bool:
 
 
 def _running_elsewhere(job_dir: Path) -> bool:
-    """RUNNING in a live process of this host other than this one (another sweep's job)."""
+    """RUNNING in another live process of this host, or on another host (whose processes this one
+    cannot see: the launcher that ran it there says when it stopped it)."""
     status = job_status(job_dir)
-    pid = status.get("pid")
-    if status["status"] != "RUNNING" or status.get("host") != platform.node() or not isinstance(pid, int):
+    if status["status"] != "RUNNING":
         return False
-    if pid == os.getpid():
+    pid = status.get("pid")
+    if status.get("host") != platform.node():
+        return True
+    if not isinstance(pid, int) or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
@@ -147,11 +150,19 @@ def job_folders(sweep_dir: Path) -> list[Path]:
 
 def mark_killed(sweep_dir: Path, reason: str) -> list[Path]:
     """Every job of the sweep that had not ended becomes KILLED with `reason`; returns them. Call it
-    once the launcher has stopped its workers (a job still running in another live process of
-    this host is left alone)."""
+    once the launcher has stopped its workers. A job RUNNING in another live process of this host,
+    or on another host, is left alone: another sweep process may run it (Optuna's shared studies);
+    a launcher marks the jobs it stopped on other hosts (`mark_stopped`)."""
     killed = []
     for job_dir in job_folders(sweep_dir):
         if not job_ended(job_dir) and not _running_elsewhere(job_dir):
             write_job_status(job_dir, "KILLED", reason)
             killed.append(job_dir)
     return killed
+
+
+def mark_stopped(job_dirs: list[Path], reason: str) -> None:
+    """A launcher stopped these jobs (wherever they ran): the ones that had not ended are KILLED."""
+    for job_dir in job_dirs:
+        if Path(job_dir).is_dir() and not job_ended(Path(job_dir)):
+            write_job_status(job_dir, "KILLED", reason)

@@ -164,8 +164,10 @@ def _log(job: JobFolder, store: Store, parent_run_id: str | None) -> str:
     if parent_run_id is None and sweep_dir is not None:  # a sweep job nests under its parent run
         parent = store.find_run(SWEEP_DIR_TAG, str(sweep_dir))
         parent_run_id = parent.info.run_id if parent else None
-    if found is not None and found.data.tags.get(ATTEMPT_TAG, "") != job.started_at:
-        store.run(found.info.run_id).delete()  # an earlier attempt of this job: one run per job
+    # A run of an earlier attempt of this job goes (one run per job); one without the tag (logged
+    # before runs had it) is completed.
+    if found is not None and found.data.tags.get(ATTEMPT_TAG, job.started_at) != job.started_at:
+        store.run(found.info.run_id).delete()
         found = None
     start, end = job.times
     if found is None:

@@ -316,7 +316,14 @@ def test_a_cold_conversion_stops_cleanly_and_leaves_no_cache_entry(
         shlex.split(command), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
     )
     assert again.returncode == 0, again.stderr[-3000:]
-    assert job_status(job)["status"] == "FINISHED"
+    status = job_status(job)
+    assert status["status"] == "FINISHED"
+    # One run for the job, the rerun's: the KILLED attempt had none; its times are the folder's.
+    client = mlflow.MlflowClient(_uri(tmp_path))
+    runs = client.search_runs([client.get_experiment_by_name("cli-test").experiment_id])
+    assert [(r.info.status, r.info.start_time, r.info.end_time) for r in runs] == [
+        ("FINISHED", epoch_ms(status["started_at"]), epoch_ms(status["ended_at"]))
+    ]
 
 
 def test_a_folder_that_holds_another_sweep_is_refused_and_recompute_runs_every_job(
