@@ -1,0 +1,112 @@
+"""The rules that resume a sweep, on folders written here: which jobs are done, what differs between
+two sweeps, the runs a launcher can number, the command an interrupt prints."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from hydra_plugins.ernie_basic_sweeper.basic_sweeper import consecutive_runs
+from pipeline.cli import resume_command
+from pipeline.core import interrupts
+from pipeline.core.job_folder import job_times, start_job, write_job_status
+from pipeline.core.sweep_state import job_done, mark_killed, overrides_difference, sweep_difference
+
+
+def job(sweep: Path, name: str, status: str, *, logged: bool = True, pid: int | None = None) -> Path:
+    folder = sweep / name
+    (folder / ".hydra").mkdir(parents=True)
+    (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"batch_size={name}"]))
+    (folder / "config.yaml").write_text(yaml.safe_dump({"mlflow": {"enabled": True}}))
+    start_job(folder)
+    if pid is not None:
+        record = json.loads((folder / "job_status.json").read_text())
+        (folder / "job_status.json").write_text(json.dumps({**record, "pid": pid}))
+    if status != "RUNNING":
+        write_job_status(folder, status)
+    if logged:
+        (folder / "tracking.json").write_text("{}")
+    return folder
+
+
+def test_a_job_is_done_once_finished_and_logged(tmp_path: Path) -> None:
+    assert job_done(job(tmp_path, "0", "FINISHED"))
+    assert not job_done(job(tmp_path, "1", "FINISHED", logged=False))  # stopped while logging
+    for n, status in enumerate(("FAILED", "KILLED", "SKIPPED", "RUNNING"), start=2):
+        assert not job_done(job(tmp_path, str(n), status))
+
+
+def test_an_interrupt_kills_what_had_not_ended_and_leaves_the_rest(tmp_path: Path) -> None:
+    done = job(tmp_path, "0", "FINISHED")
+    failed = job(tmp_path, "1", "FAILED")
+    logging = job(tmp_path, "2", "FINISHED", logged=False)
+    dead = job(tmp_path, "3", "RUNNING", logged=False, pid=2**22 + 1)  # above Linux's pid_max
+    alive = job(tmp_path, "4", "RUNNING", logged=False, pid=os.getppid())  # another live process
+    ours = job(tmp_path, "5", "RUNNING", logged=False)
+    killed = mark_killed(tmp_path, "interrupted by SIGINT")
+    assert killed == [logging, dead, ours]
+    statuses = {
+        p.name: json.loads((p / "job_status.json").read_text()) for p in (done, failed, alive, *killed)
+    }
+    assert {n: s["status"] for n, s in statuses.items()} == {
+        "0": "FINISHED",
+        "1": "FAILED",
+        "4": "RUNNING",
+        "2": "KILLED",
+        "3": "KILLED",
+        "5": "KILLED",
+    }
+    assert statuses["3"]["error"] == "interrupted by SIGINT" and statuses["3"]["started_at"]
+    start, end = job_times(dead)
+    assert start is not None and end is not None and start <= end
+
+
+def test_another_sweep_is_named_by_its_difference(tmp_path: Path) -> None:
+    before = ["precision=fp32,int8", "batch_size=8,16", "model.path_prefix=/a"]
+    assert overrides_difference(before, list(before)) is None
+    assert overrides_difference(
+        before, ["precision=fp32,int8", "batch_size=8,16,32", "model.path_prefix=/a"]
+    ) == ("batch_size was '8,16', now '8,16,32'")
+    assert overrides_difference(before, [*before, "dataset.dir=/d"]) == "dataset.dir=/d is new"
+    assert overrides_difference(before, before[:2]) == "model.path_prefix=/a is missing"
+    reordered = overrides_difference(before, [before[1], before[0], before[2]])
+    assert reordered is not None and reordered.startswith("the same overrides in another order")
+
+    assert sweep_difference(tmp_path / "new", before) is None
+    (tmp_path / "sweep.json").write_text(json.dumps({"overrides": before}))
+    assert sweep_difference(tmp_path, before) is None
+    refused = sweep_difference(tmp_path, ["precision=fp32", *before[1:]])
+    assert refused is not None and "precision was 'fp32,int8', now 'fp32'" in refused
+    foreign = tmp_path / "foreign"
+    job(foreign, "0", "FINISHED")
+    assert "no sweep.json" in (sweep_difference(foreign, before) or "")
+
+
+def test_pending_jobs_launch_as_runs_of_consecutive_numbers() -> None:
+    assert consecutive_runs([]) == []
+    assert consecutive_runs([3, 4, 5, 7, 9, 10]) == [[3, 4, 5], [7], [9, 10]]
+
+
+def test_the_resume_command_is_the_typed_one_with_the_sweep_folder() -> None:
+    typed = [".venv/bin/python", "run.py", "-m", "batch_size=8,16", "hydra.sweep.dir=out", "a=b c"]
+    assert resume_command(typed, {"hydra.sweep.dir": "/abs/out"}) == (
+        ".venv/bin/python run.py -m batch_size=8,16 'a=b c' hydra.sweep.dir=/abs/out"
+    )
+
+
+def test_a_signal_a_library_swallowed_is_raised_again() -> None:
+    interrupts.forget()
+    with interrupts.handled(), pytest.raises(ImportError):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except BaseException:  # paddle2onnx's bare except around `import paddle`
+            raise ImportError("Failed to import paddle") from None
+    assert interrupts.received() == signal.SIGTERM
+    with pytest.raises(interrupts.Terminated):
+        interrupts.raise_if_received()
+    interrupts.forget()
