@@ -42,9 +42,11 @@ format: setup
 	$(PY) -m ruff check --fix .
 	$(PY) -m ruff format .
 
-# Retrains the committed demo model (assets/demo-model) from the demo dataset.
+# Retrains a committed demo model from its task's demo dataset: assets/demo-model (TASK=multi_class,
+# from scratch) or assets/demo-model-<task> (TASK=multi_label|hierarchical|pair, from its encoder).
+TASK ?= multi_class
 demo-model: setup
-	$(PY) -m pipeline.demo.model --out assets/demo-model
+	$(PY) -m pipeline.demo.model --task $(TASK)
 
 # The UI over the default SQLite store; it prints the link to the runs table first.
 MLFLOW_UI_PORT ?= 5000

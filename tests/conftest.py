@@ -8,6 +8,7 @@ tests/e2e (the CLI, sweeps, Ray, servers, serving). `make test-fast` runs unit a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -23,6 +24,7 @@ import pytest
 from pipeline import PROJECT_ROOT
 from pipeline.core.demo_data import demo_dataset
 from pipeline.demo.model import TrainConfig, train_demo_model
+from pipeline.options.tasks import TASKS
 
 TIERS = ("unit", "integration", "e2e")
 
@@ -66,6 +68,28 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory, demo_data_dir: Path) ->
     out = tmp_path_factory.mktemp("tiny-model")
     train_demo_model(demo_data_dir, out, TINY)
     return out
+
+
+TinyTaskModel = Callable[[str], Path]
+
+
+@pytest.fixture(scope="session")
+def tiny_task_model(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path) -> TinyTaskModel:
+    """`tiny_task_model("pair")`: a tiny ERNIE trained in seconds on that task's demo dataset (its
+    loss and encoding follow the task), trained on first request: the folder as `tiny_model`'s, plus
+    train_metrics.json. For task=multi_class it is `tiny_model`'s recipe on the same data."""
+    built: dict[str, Path] = {}
+
+    def model(task_name: str) -> Path:
+        if task_name not in built:
+            task = TASKS.create(task_name)
+            out = tmp_path_factory.mktemp(f"tiny-{task_name}-model")
+            metrics = train_demo_model(task.demo_dataset(cache_dir), out, TINY, task)
+            (out / "train_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False), encoding="utf-8")
+            built[task_name] = out
+        return built[task_name]
+
+    return model
 
 
 RunCli = Callable[..., subprocess.CompletedProcess]

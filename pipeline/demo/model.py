@@ -1,7 +1,11 @@
-"""The embedded default model: a small ERNIE trained on the demo dataset, exported as users export theirs.
+"""The embedded default models: small ERNIEs trained on the demo datasets, exported as users export theirs.
 
 Training is the user's side of the workflow (PaddleNLP fine-tuning, then `paddle.jit.save`),
-reproduced here so the project ships a real classifier without downloads.
+reproduced here so the project ships a real classifier without downloads. The multi-class demo
+(assets/demo-model) is trained from scratch (`TrainConfig`'s defaults); each other task's demo
+(assets/demo-model-<task>) starts from its encoder and fine-tunes a new head on the task's demo
+data (`TASK_RECIPE`). The task decides the loss (`single_label`: softmax cross-entropy, else a
+binary cross-entropy per label) and the encoding (a pair of texts: `text_pair=`, token_type_ids).
 """
 
 from __future__ import annotations
@@ -10,18 +14,22 @@ import json
 import math
 import random
 import re
+import shutil
 import sys
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from tqdm import tqdm
 
-from pipeline.core.data import read_labels, read_split
+from pipeline import DEMO_MODEL_DIR, PROJECT_ROOT
+from pipeline.core.data import Inputs
 from pipeline.core.errors import MissingExtra, require_extra
+from pipeline.core.files import file_digest
+from pipeline.options.tasks import TASKS, TaskConfig
 from pipeline.stages.export import EXPORT_PREFIX, export_static
 from pipeline.stages.infer import pad_batch
 
@@ -55,6 +63,14 @@ class TrainConfig:
     mlm_probability: float = 0.15
     seed: int = 0
     threads: int = 1
+
+
+# The other tasks' demo models (assets/demo-model-<task>): the multi-class demo's encoder (its
+# tokenizer and shape, hence TrainConfig's shape defaults) with a new head, fine-tuned on the task's
+# demo data. No masked-LM pretraining (the encoder has had it), no n-gram teacher.
+TASK_RECIPE = TrainConfig(
+    epochs=4, learning_rate=1e-3, distill_weight=0.0, augment_clauses=False, mlm_epochs=0
+)
 
 
 def build_vocab(texts: list[str], max_vocab: int, min_count: int) -> list[str]:
@@ -215,47 +231,108 @@ def pretrain_mlm(
 
 
 @dataclass
+class EncodedSplit:
+    """A split as the model reads it: token ids, token types (pairs; None: all 0) and gold label sets."""
+
+    ids: list[list[int]]
+    types: list[list[int]] | None
+    gold: np.ndarray  # bool [samples, labels]
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def batch(self, rows: list[int], pad_id: int) -> dict[str, np.ndarray]:
+        """Padded `input_ids` (and `token_type_ids` for pairs) of `rows`."""
+        feed = {"input_ids": pad_batch([self.ids[i] for i in rows], pad_id)}
+        if self.types is not None:
+            feed["token_type_ids"] = pad_batch([self.types[i] for i in rows], 0)
+        return feed
+
+
+def one_hot(classes: list[int], n_labels: int) -> np.ndarray:
+    gold = np.zeros((len(classes), n_labels), dtype=bool)
+    gold[np.arange(len(classes)), classes] = True
+    return gold
+
+
+@dataclass
 class TrainingData:
     tokenizer: Any
-    train_ids: list[list[int]]
-    train_labels: list[int]
+    train: EncodedSplit
     soft: np.ndarray | None  # the n-gram teacher's probabilities (distillation), or None
-    dev_ids: list[list[int]]
-    dev_labels: list[int]
-    n_labels: int
+    dev: EncodedSplit
+    labels: list[str]
+
+    @property
+    def n_labels(self) -> int:
+        return len(self.labels)
 
 
-def training_data(dataset_dir: Path, out_dir: Path, cfg: TrainConfig, rng: random.Random) -> TrainingData:
-    """The demo split's texts as token ids, with a vocabulary built from them (saved in out_dir/tokenizer)."""
+def encoder(tokenizer: Any, max_length: int):
+    """Inputs -> (token ids, token types or None), as PaddleNLP's tokenizer encodes them (pairs:
+    `[CLS] a [SEP] b [SEP]`, longest-first truncation)."""
+
+    def encode(inputs: Inputs) -> tuple[list[list[int]], list[list[int]] | None]:
+        if inputs.text_pairs is None:
+            return tokenizer(inputs.texts, max_length=max_length, truncation=True)["input_ids"], None
+        out = tokenizer(inputs.texts, text_pair=inputs.text_pairs, max_length=max_length, truncation=True)
+        return out["input_ids"], out["token_type_ids"]
+
+    return encode
+
+
+def training_data(
+    dataset_dir: Path,
+    out_dir: Path,
+    cfg: TrainConfig,
+    rng: random.Random,
+    task: TaskConfig,
+    tokenizer_from: Path | None = None,
+) -> TrainingData:
+    """The task's demo splits as token ids, with the tokenizer saved in out_dir/tokenizer: a copy of
+    `tokenizer_from`, or a vocabulary built from the training texts."""
     from paddlenlp.transformers import ErnieTokenizer
 
-    labels = read_labels(dataset_dir)
-    train = read_split(dataset_dir, "train", labels)
-    dev = read_split(dataset_dir, "dev", labels)
-    train_texts, train_labels = train.texts, train.label_ids
+    labels = task.read_labels(dataset_dir)
+    train = task.read_split(dataset_dir, "train", labels)
+    dev = task.read_split(dataset_dir, "dev", labels)
+    if (cfg.distill_weight > 0 or cfg.augment_clauses) and not (
+        task.single_label and train.inputs.text_pairs is None
+    ):
+        raise ValueError(
+            f"task={task.name}: distillation and clause augmentation (an n-gram teacher) need one text "
+            "and one label per sample; set distill_weight=0 and augment_clauses=False"
+        )
+    train_inputs, train_gold = train.inputs, train.gold
     if cfg.max_train_samples is not None:
-        picked = rng.sample(range(len(train_texts)), min(cfg.max_train_samples, len(train_texts)))
-        train_texts = [train_texts[i] for i in picked]
-        train_labels = [train_labels[i] for i in picked]
+        picked = rng.sample(range(len(train_inputs)), min(cfg.max_train_samples, len(train_inputs)))
+        train_inputs, train_gold = train_inputs.subset(picked), train_gold[picked]
 
     tokenizer_dir = out_dir / "tokenizer"
-    save_tokenizer(build_vocab(train_texts, cfg.max_vocab, cfg.min_token_count), tokenizer_dir)
+    if tokenizer_from is not None:
+        shutil.copytree(tokenizer_from, tokenizer_dir)
+    else:
+        save_tokenizer(build_vocab(train_inputs.texts, cfg.max_vocab, cfg.min_token_count), tokenizer_dir)
     tokenizer = ErnieTokenizer.from_pretrained(str(tokenizer_dir))
+    encode = encoder(tokenizer, cfg.train_max_len)
 
-    def encode(texts: list[str]) -> list[list[int]]:
-        return tokenizer(texts, max_length=cfg.train_max_len, truncation=True)["input_ids"]
-
-    train_ids = encode(train_texts)
+    train_ids, train_types = encode(train_inputs)
+    train_texts, train_labels = train_inputs.texts, [int(i) for i in train_gold.argmax(axis=1)]
     soft = teacher_targets(train_texts, train_labels, len(labels)) if cfg.distill_weight > 0 else None
     if cfg.augment_clauses:
         # Clauses labelled by the n-gram teacher: several times more (short) samples to learn from.
         extra = clauses(train_texts)
         extra_soft = _ngram_teacher(train_texts, train_labels).predict_proba(extra).astype("float32")
-        train_ids += encode(extra)
-        train_labels = list(train_labels) + extra_soft.argmax(axis=1).tolist()
+        train_ids += encode(Inputs(extra))[0]
+        train_gold = np.concatenate([train_gold, one_hot(extra_soft.argmax(axis=1).tolist(), len(labels))])
         soft = np.concatenate([soft, extra_soft]) if soft is not None else None
+    dev_ids, dev_types = encode(dev.inputs)
     return TrainingData(
-        tokenizer, train_ids, list(train_labels), soft, encode(dev.texts), dev.label_ids, len(labels)
+        tokenizer,
+        EncodedSplit(train_ids, train_types, train_gold),
+        soft,
+        EncodedSplit(dev_ids, dev_types, dev.gold),
+        labels,
     )
 
 
@@ -279,28 +356,56 @@ def new_classifier(data: TrainingData, cfg: TrainConfig):
     return ErnieForSequenceClassification(config), config
 
 
-def fine_tune(model, data: TrainingData, cfg: TrainConfig, rng: random.Random) -> float:
+def load_encoder(model, checkpoint: Path) -> None:
+    """Copies a checkpoint's encoder (embeddings, layers, pooler) into `model`; its head stays new."""
+    import paddle
+
+    state = paddle.load(str(checkpoint / "model_state.pdparams"))
+    prefix = "ernie."
+    missing, unexpected = model.ernie.set_state_dict(
+        {name[len(prefix) :]: value for name, value in state.items() if name.startswith(prefix)}
+    )
+    if missing or unexpected:
+        raise ValueError(
+            f"{checkpoint}: its encoder does not fit (missing {missing}, unexpected {unexpected})"
+        )
+
+
+def task_loss(logits, batch: list[int], data: TrainingData, cfg: TrainConfig, single_label: bool):
+    """Softmax cross-entropy on the class (plus the teacher's soft targets where distilling) for
+    single-label tasks; a binary cross-entropy per label otherwise."""
+    import paddle
+
+    if not single_label:
+        target = paddle.to_tensor(data.train.gold[batch].astype("float32"))
+        return paddle.nn.functional.binary_cross_entropy_with_logits(logits, target)
+    target = paddle.to_tensor(data.train.gold[batch].argmax(axis=1).astype("int64"))
+    loss = paddle.nn.functional.cross_entropy(logits, target)
+    if data.soft is not None:
+        soft_target = paddle.to_tensor(data.soft[batch])
+        soft_loss = paddle.nn.functional.cross_entropy(logits, soft_target, soft_label=True)
+        loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft_loss
+    return loss
+
+
+def fine_tune(
+    model, data: TrainingData, cfg: TrainConfig, rng: random.Random, single_label: bool = True
+) -> float:
     """Supervised training (labels, and the teacher's soft labels where distilling); returns seconds."""
     import paddle
 
-    total_steps = math.ceil(len(data.train_ids) / cfg.batch_size) * cfg.epochs
+    total_steps = math.ceil(len(data.train) / cfg.batch_size) * cfg.epochs
     schedule, optimizer = _warmup_adamw(model, cfg, total_steps, decay_all=False)
-    loss_fn = paddle.nn.CrossEntropyLoss()
     pad_id = data.tokenizer.pad_token_id
     started = time.perf_counter()
-    lengths = [len(ids) for ids in data.train_ids]
+    lengths = [len(ids) for ids in data.train.ids]
     progress = tqdm(total=total_steps, desc="train demo ERNIE", unit="step")
     for epoch in range(cfg.epochs):
         model.train()
         for batch in _batches(lengths, cfg.batch_size, rng):
-            input_ids = paddle.to_tensor(pad_batch([data.train_ids[i] for i in batch], pad_id))
-            target = paddle.to_tensor(np.array([data.train_labels[i] for i in batch], dtype="int64"))
-            logits = model(input_ids)
-            loss = loss_fn(logits, target)
-            if data.soft is not None:
-                soft_target = paddle.to_tensor(data.soft[batch])
-                soft_loss = paddle.nn.functional.cross_entropy(logits, soft_target, soft_label=True)
-                loss = (1 - cfg.distill_weight) * loss + cfg.distill_weight * soft_loss
+            feed = data.train.batch(batch, pad_id)
+            logits = model(**{name: paddle.to_tensor(value) for name, value in feed.items()})
+            loss = task_loss(logits, batch, data, cfg, single_label)
             loss.backward()
             optimizer.step()
             optimizer.clear_grad()
@@ -311,63 +416,101 @@ def fine_tune(model, data: TrainingData, cfg: TrainConfig, rng: random.Random) -
     return time.perf_counter() - started
 
 
-def dev_accuracy(model, data: TrainingData, rng: random.Random) -> float:
+def dev_logits(model, data: TrainingData, rng: random.Random) -> np.ndarray:
+    """The model's logits on the dev split, in its order."""
     import paddle
 
     model.eval()
-    correct = 0
+    logits = np.zeros((len(data.dev), data.n_labels), dtype="float32")
     with paddle.no_grad():
-        for batch in _batches([len(x) for x in data.dev_ids], 256, rng):
-            ids = pad_batch([data.dev_ids[i] for i in batch], data.tokenizer.pad_token_id)
-            predicted = model(paddle.to_tensor(ids)).argmax(axis=-1).numpy()
-            correct += sum(int(p == data.dev_labels[i]) for p, i in zip(predicted, batch, strict=True))
-    return correct / len(data.dev_ids)
+        for batch in _batches([len(x) for x in data.dev.ids], 256, rng):
+            feed = data.dev.batch(batch, data.tokenizer.pad_token_id)
+            logits[batch] = model(**{name: paddle.to_tensor(value) for name, value in feed.items()}).numpy()
+    return logits
 
 
-def train_demo_model(dataset_dir: Path, out_dir: Path, cfg: TrainConfig) -> dict:
-    """Trains, evaluates on dev and exports to `out_dir/export/float32`; returns the metrics."""
+def dev_scores(model, data: TrainingData, rng: random.Random, task: TaskConfig) -> dict[str, float]:
+    """The task's metrics on the dev split, its head deciding as the pipeline's does."""
+    predicted = task.decide(task.probabilities(dev_logits(model, data, rng)))
+    return {name: float(value) for name, value in task.scores(predicted, data.dev.gold, data.labels).items()}
+
+
+def train_demo_model(
+    dataset_dir: Path,
+    out_dir: Path,
+    cfg: TrainConfig,
+    task: TaskConfig | None = None,
+    init_from: Path | None = None,
+) -> dict:
+    """Trains, evaluates on dev and exports to `out_dir/export/float32`; returns the metrics.
+
+    `init_from` (a demo model folder: checkpoint/, tokenizer/) starts from its encoder and
+    tokenizer, with a new head for the task's labels, instead of masked-LM pretraining a new one.
+    """
     import paddle
 
+    task = task or TASKS.create("multi_class")
+    if init_from is not None and cfg.mlm_epochs > 0:
+        raise ValueError("init_from brings a trained encoder: set mlm_epochs=0")
     paddle.set_device("cpu")
     paddle.base.core.set_num_threads(cfg.threads)
     paddle.seed(cfg.seed)
     rng = random.Random(cfg.seed)
-    data = training_data(dataset_dir, out_dir, cfg, rng)
+    data = training_data(
+        dataset_dir, out_dir, cfg, rng, task, None if init_from is None else init_from / "tokenizer"
+    )
     model, config = new_classifier(data, cfg)
+    if init_from is not None:
+        load_encoder(model, init_from / "checkpoint")
     if cfg.mlm_epochs > 0:
-        encoder, _ = pretrain_mlm(config, data.train_ids, cfg, rng)
-        model.ernie.set_state_dict(encoder)
-    train_seconds = fine_tune(model, data, cfg, rng)
-    accuracy = dev_accuracy(model, data, rng)
+        encoder_state, _ = pretrain_mlm(config, data.train.ids, cfg, rng)
+        model.ernie.set_state_dict(encoder_state)
+    train_seconds = fine_tune(model, data, cfg, rng, task.single_label)
+    dev = dev_scores(model, data, rng, task)
     model.save_pretrained(str(out_dir / "checkpoint"))
     data.tokenizer.save_pretrained(str(out_dir / "checkpoint"))
     export_static(model, out_dir / EXPORT_PREFIX, ["input_ids", "token_type_ids"])
-    metrics = {
-        "dev_accuracy": accuracy,
-        "train_samples": len(data.train_ids),
+    metrics: dict[str, Any] = {f"dev_{name}": value for name, value in dev.items()}
+    metrics |= {
+        "task": task.name,
+        "train_samples": len(data.train),
         "train_seconds": round(train_seconds, 1),
         "config": asdict(cfg),
     }
-    print(json.dumps(metrics))
+    if init_from is not None:
+        checkpoint = init_from / "checkpoint" / "model_state.pdparams"
+        metrics["init_from"] = {"checkpoint": _shown(checkpoint.parent), "sha256": file_digest(checkpoint)}
+    print(json.dumps(metrics, ensure_ascii=False))
     return metrics
 
 
+def _shown(path: Path) -> str:
+    """A path as recorded: relative to the repository where it lies inside it."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(PROJECT_ROOT)) if resolved.is_relative_to(PROJECT_ROOT) else str(resolved)
+
+
+def recipe(task_name: str) -> tuple[TrainConfig, Path | None]:
+    """What `make demo-model TASK=...` trains: the multi-class demo from scratch with TrainConfig's
+    defaults; any other task's demo from the multi-class demo's encoder with TASK_RECIPE."""
+    if TASKS.get(task_name).demo_model_dir() == DEMO_MODEL_DIR:
+        return TrainConfig(), None
+    return TASK_RECIPE, DEMO_MODEL_DIR
+
+
 def main(argv: list[str] | None = None) -> None:
-    """`make demo-model`: retrain the committed demo model and record its metrics beside it."""
+    """`make demo-model [TASK=...]`: retrain a committed demo model and record its metrics beside it."""
     import argparse
     import os
-    import shutil
     import tempfile
 
-    from pipeline import PROJECT_ROOT
-    from pipeline.core.demo_data import demo_dataset
-
     parser = argparse.ArgumentParser(description=main.__doc__)
-    parser.add_argument("--out", type=Path, default=PROJECT_ROOT / "assets" / "demo-model")
+    parser.add_argument("--task", default="multi_class", choices=TASKS.names())
+    parser.add_argument("--out", type=Path, default=None, help="default: the task's assets/demo-model*")
     parser.add_argument(
         "--cache-dir", type=Path, default=Path(os.environ.get("ERNIE_ONNX_CACHE", PROJECT_ROOT / ".cache"))
     )
-    parser.add_argument("--epochs", type=int, default=TrainConfig.epochs)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the task's recipe")
     parser.add_argument("--max-train-samples", type=int, default=None)
     args = parser.parse_args(argv)
     try:
@@ -376,14 +519,22 @@ def main(argv: list[str] | None = None) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
 
-    cfg = TrainConfig(epochs=args.epochs, max_train_samples=args.max_train_samples)
-    out = args.out.resolve()
+    task = TASKS.create(args.task)
+    base, init_from = recipe(args.task)
+    cfg = replace(
+        base,
+        epochs=base.epochs if args.epochs is None else args.epochs,
+        max_train_samples=args.max_train_samples,
+    )
+    out = (args.out or task.demo_model_dir()).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)
     # Train beside the destination and swap at the end: an interrupted run keeps the old model.
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        metrics = train_demo_model(demo_dataset(args.cache_dir), work, cfg)
-        (work / "train_metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+        metrics = train_demo_model(task.demo_dataset(args.cache_dir), work, cfg, task, init_from)
+        (work / "train_metrics.json").write_text(
+            json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+        )
         if (out / "README.md").is_file():  # the recipe and its history stay with the model
             shutil.copy2(out / "README.md", work / "README.md")
         if out.exists():
@@ -391,7 +542,8 @@ def main(argv: list[str] | None = None) -> None:
         os.replace(work, out)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"demo model written to {out}: dev accuracy {metrics['dev_accuracy']:.4f}")
+    headline = task.headline_metric
+    print(f"demo model written to {out}: dev {headline} {metrics[f'dev_{headline}']:.4f}")
 
 
 if __name__ == "__main__":
