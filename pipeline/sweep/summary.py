@@ -125,6 +125,6 @@ def _plots(rows: list[dict[str, object]], sweep_dir: Path, quality: str) -> list
     axes.set_xlabel("model latency, ms/sample")
     axes.set_ylabel(quality)
     axes.set_title(f"{quality} vs latency")
-    paths.append(sweep_dir / "accuracy_vs_latency.png")
+    paths.append(sweep_dir / f"{quality}_vs_latency.png")
     save_figure(figure, paths[-1])
     return paths
