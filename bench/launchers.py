@@ -29,6 +29,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -178,6 +179,7 @@ def ray_head(work: Path) -> Iterator[tuple[str, dict[str, str]]]:
         except subprocess.TimeoutExpired:
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
+        shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def main() -> None:

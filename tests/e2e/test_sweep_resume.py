@@ -15,12 +15,13 @@ import contextlib
 import csv
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -122,9 +123,10 @@ def _survivors(processes: list[psutil.Process], seconds: float = 20) -> list[psu
 
 
 @pytest.fixture
-def sweep_env(cache_dir: Path, tmp_path: Path) -> dict[str, str]:
-    ray_tmp = tempfile.mkdtemp(prefix="rt-", dir="/tmp")  # Ray's sockets want a short path
-    return {**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir), "RAY_TMPDIR": ray_tmp}
+def sweep_env(cache_dir: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
+    ray_tmp = tempfile.mkdtemp(prefix="rs-", dir="/tmp")  # Ray's sockets want a short path
+    yield {**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir), "RAY_TMPDIR": ray_tmp}
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def _uri(tmp_path: Path) -> str:
