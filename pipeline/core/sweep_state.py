@@ -12,7 +12,8 @@ import pipeline.core):
   half-logged jobs run again, in the same folder under the same number.
 - `job_difference(job_dir, overrides)`: a folder that holds another job is not reused.
 - `mark_killed(sweep_dir, reason)`: after an interrupt, every job that had not ended (its
-  process was stopped with the sweep) is KILLED, so a resume reruns it.
+  process was stopped with the sweep) is KILLED, so a resume reruns it; `mark_stopped(job_dirs,
+  reason)` for a launcher that stopped jobs on other hosts.
 """
 
 from __future__ import annotations
