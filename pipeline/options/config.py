@@ -196,8 +196,9 @@ class SelectConfig:
 
     metric: str = "latency_ms"
     direction: str = "minimize"  # minimize | maximize
-    # The task's headline metric's change against FP32 (accuracy_delta_vs_fp32 for multi_class); null: none.
-    constraint_metric: str | None = "${task.headline_metric}_delta_vs_fp32"
+    # The headline metric's change against FP32; conf/config.yaml makes it the task's
+    # (micro_f1_delta_vs_fp32 for multi_label); null: no constraint.
+    constraint_metric: str | None = "accuracy_delta_vs_fp32"
     constraint_min: float = -0.005  # keep jobs whose constraint_metric >= this
 
     def __post_init__(self) -> None:
@@ -232,7 +233,8 @@ class Config:
     # SKIPPED with one line instead of FAILED. A single run always fails loudly.
     skip_unavailable_device: bool = False
     # The metrics a job returns to a sweeper that optimises (Optuna): one, or several in order.
-    objectives: list[str] = field(default_factory=lambda: ["${task.headline_metric}"])
+    # conf/config.yaml makes it the task's headline metric.
+    objectives: list[str] = field(default_factory=lambda: ["accuracy"])
 
     def __post_init__(self) -> None:
         options = (
