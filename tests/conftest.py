@@ -10,10 +10,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -228,11 +230,38 @@ def dataset_with_a_bad_test_split(folder: Path) -> Path:
     return folder
 
 
+def ray_temp_root() -> Path:
+    """A Ray temp root of a test's own, where its clusters record themselves (`ray start --temp-dir`,
+    RAY_TMPDIR, `ray.init(_temp_dir=)`), so that no test joins or disturbs another's or an engineer's
+    cluster under the machine-wide /tmp/ray. Short: Ray's socket paths under it must fit in 107
+    characters."""
+    return Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
+
+
+def remove_ray_temp_root(folder: Path) -> None:
+    """Ray's processes may still write their last logs there for a moment after they were stopped."""
+    for _ in range(20):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(0.5)
+
+
+@pytest.fixture
+def ray_tmp() -> Iterator[Path]:
+    pytest.importorskip("ray")
+    folder = ray_temp_root()
+    yield folder
+    remove_ray_temp_root(folder)
+
+
 @pytest.fixture(scope="session")
 def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Ray cluster (head node, 2 CPUs) as `ray start --head` starts one; yields its address."""
+    """A real Ray cluster (head node, 2 CPUs) as `ray start --head` starts one, under a temp root of
+    its own; yields its address."""
     pytest.importorskip("ray")
     port = free_port()
+    root = ray_temp_root()
     log = (tmp_path_factory.mktemp("ray-head") / "ray.log").open("w")
     process = subprocess.Popen(
         [
@@ -242,11 +271,13 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             "--block",
             f"--port={port}",
             "--num-cpus=2",
+            f"--temp-dir={root / 'ray'}",
             "--include-dashboard=false",
             "--disable-usage-stats",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
+        env={**os.environ, "RAY_TMPDIR": str(root)},
         start_new_session=True,
     )
 
@@ -261,3 +292,4 @@ def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         stop_process_group(process)
         log.close()
+        remove_ray_temp_root(root)

@@ -14,6 +14,7 @@ import mlflow
 import pytest
 
 from pipeline import DEMO_MODEL_DIR
+from pipeline.core.job_folder import epoch_ms
 from tests.conftest import RunCli, free_port
 
 pytestmark = pytest.mark.slow
@@ -219,12 +220,11 @@ def test_a_job_whose_tracking_failed_is_logged_afterwards(
     assert run.data.metrics["accuracy"] == pytest.approx(metrics["accuracy"])
     assert run.data.params["dataset.dir"] == str(data)
     assert {a.path for a in client.list_artifacts(run.info.run_id)} >= {"metrics.json", "predictions.jsonl"}
-    assert run.info.status == "FINISHED" and json.loads(
-        (tmp_path / "job" / "job_status.json").read_text()
-    ) == {
-        "status": "FINISHED",
-        "error": "",
-    }
+    status = json.loads((tmp_path / "job" / "job_status.json").read_text())
+    assert run.info.status == "FINISHED" and (status["status"], status["error"]) == ("FINISHED", "")
+    # The run's times are the job's (its folder), not the resync's.
+    assert run.info.start_time == epoch_ms(status["started_at"])
+    assert run.info.end_time == epoch_ms(status["ended_at"])
     # A second resync changes nothing: the same run, no second one.
     again = tracking_command(tmp_path, "resync", str(tmp_path / "job"), "--tracking-uri", store)
     assert again.returncode == 0 and run.info.run_id in again.stdout, again.stderr[-3000:]

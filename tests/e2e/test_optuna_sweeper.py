@@ -14,9 +14,7 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -180,23 +178,6 @@ def last_error(result: subprocess.CompletedProcess) -> str:
     return lines[-1] if lines else ""
 
 
-@pytest.fixture
-def private_ray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    """Ray looks for a running cluster under RAY_TMPDIR: a folder of this test's own, so that a
-    search never joins a cluster another test (or engineer) runs on this machine."""
-    pytest.importorskip("ray")
-    # Short: Ray's socket paths under it must fit in 107 characters.
-    folder = Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
-    yield {"RAY_TMPDIR": str(folder)}
-    import shutil
-
-    for _ in range(20):  # Ray's processes may still write their last logs there meanwhile
-        shutil.rmtree(folder, ignore_errors=True)
-        if not folder.exists():
-            break
-        time.sleep(0.5)
-
-
 @pytest.mark.parametrize("launcher", ["basic", "joblib", pytest.param("ray", marks=pytest.mark.slow)])
 def test_each_trial_is_a_job_of_the_configured_launcher(
     tmp_path: Path, launcher: str, request: pytest.FixtureRequest
@@ -204,7 +185,8 @@ def test_each_trial_is_a_job_of_the_configured_launcher(
     options = [f"hydra/launcher={launcher}"]
     env = None
     if launcher == "ray":  # the project's launcher config, on a Ray cluster of the search's own
-        env = request.getfixturevalue("private_ray")
+        # Ray looks for a running cluster under RAY_TMPDIR: a root of the search's own.
+        env = {"RAY_TMPDIR": str(request.getfixturevalue("ray_tmp"))}
         options += [f"hydra.searchpath=[file://{PROJECT_ROOT}/conf]", "hydra.launcher.ray.init.num_cpus=2"]
     result = run_app(tmp_path, *options, env=env)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -9,11 +9,9 @@ engineer's cluster. Also: the launcher where the ray extra is not installed.
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +21,7 @@ import pytest
 import yaml
 
 from pipeline import PROJECT_ROOT
-from tests.conftest import free_port, stop_process_group, wait_until
+from tests.conftest import free_port, ray_temp_root, remove_ray_temp_root, stop_process_group, wait_until
 from tests.helpers.without import run_without
 
 APP = """
@@ -80,20 +78,6 @@ sys.meta_path = [
 """
 
 
-def ray_folder() -> Path:
-    """A Ray temp root of the test's own (short: Ray's socket paths must fit in 107 characters)."""
-    return Path(tempfile.mkdtemp(prefix="rt-", dir="/tmp"))
-
-
-def remove_folder(folder: Path) -> None:
-    """Removes a Ray temp root; Ray's processes may still write their last logs there meanwhile."""
-    for _ in range(20):
-        shutil.rmtree(folder, ignore_errors=True)
-        if not folder.exists():
-            return
-        time.sleep(0.5)
-
-
 @contextmanager
 def ray_cluster(ray_tmp: Path, env: dict[str, str] | None = None) -> Iterator[str]:
     """`ray start --head` with its own temp folder (where it records itself, under RAY_TMPDIR=ray_tmp),
@@ -139,12 +123,12 @@ def ray_cluster(ray_tmp: Path, env: dict[str, str] | None = None) -> Iterator[st
 def running_cluster() -> Iterator[tuple[str, Path]]:
     """A cluster `ray start` runs on this machine, as Ray and Hydra's launcher find one."""
     pytest.importorskip("ray")
-    folder = ray_folder()
+    folder = ray_temp_root()
     try:
         with ray_cluster(folder) as address:
             yield address, folder
     finally:
-        remove_folder(folder)
+        remove_ray_temp_root(folder)
 
 
 def run_sweep(
@@ -185,11 +169,11 @@ def test_address_null_joins_the_cluster_ray_start_runs_on_this_machine(
 @pytest.mark.slow
 def test_address_null_joins_ray_address(running_cluster: tuple[str, Path], tmp_path: Path) -> None:
     address, _ = running_cluster
-    elsewhere = ray_folder()  # no cluster recorded there: only RAY_ADDRESS names one
+    elsewhere = ray_temp_root()  # no cluster recorded there: only RAY_ADDRESS names one
     try:
         result = run_sweep(tmp_path, elsewhere, "x=1", env={"RAY_ADDRESS": address})
     finally:
-        remove_folder(elsewhere)
+        remove_ray_temp_root(elsewhere)
     assert result.returncode == 0, result.stderr[-3000:]
     assert clusters_used(tmp_path) == {address}
     assert f"the Ray cluster at {address} (RAY_ADDRESS)" in result.stdout + result.stderr
@@ -221,11 +205,11 @@ def test_without_a_running_cluster_the_sweep_starts_its_own(
     running_cluster: tuple[str, Path], tmp_path: Path
 ) -> None:
     address, _ = running_cluster
-    empty = ray_folder()
+    empty = ray_temp_root()
     try:
         result = run_sweep(tmp_path, empty, "x=1", "hydra.launcher.ray.init.num_cpus=1")
     finally:
-        remove_folder(empty)
+        remove_ray_temp_root(empty)
     assert result.returncode == 0, result.stderr[-3000:]
     (own,) = clusters_used(tmp_path)
     assert own != address
@@ -255,12 +239,12 @@ def test_a_worker_that_cannot_import_the_project_says_so(tmp_path: Path) -> None
     blocked = tmp_path / "site"
     blocked.mkdir()
     (blocked / "sitecustomize.py").write_text(WITHOUT_PROJECT)
-    folder = ray_folder()
+    folder = ray_temp_root()
     try:
         with ray_cluster(folder, env={"PYTHONPATH": str(blocked)}) as address:
             result = run_sweep(tmp_path / "app", folder, "x=1", f"hydra.launcher.ray.init.address={address}")
     finally:
-        remove_folder(folder)
+        remove_ray_temp_root(folder)
     assert result.returncode == 0, result.stderr[-3000:]
     status = yaml.safe_load((tmp_path / "app" / "sweep" / "0" / "job_status.json").read_text())
     assert status["status"] == "FAILED"

@@ -135,7 +135,7 @@ def test_ray_launcher_gives_the_same_summary_as_the_basic_launcher(
     assert errors["ray"].endswith(f"[host {platform.node()}]")
 
 
-def test_a_lost_ray_task_is_recorded_failed(tmp_path: Path) -> None:
+def test_a_lost_ray_task_is_recorded_failed(tmp_path: Path, ray_tmp: Path) -> None:
     """A job whose worker process dies is a FAILED row in the summary, not the end of the sweep."""
     from hydra_plugins.ernie_ray_launcher._core import job_result
     from pipeline.sweep.summary import sweep_rows
@@ -144,7 +144,8 @@ def test_a_lost_ray_task_is_recorded_failed(tmp_path: Path) -> None:
     def dies() -> None:
         os._exit(1)
 
-    ray.init(address="local", num_cpus=1, include_dashboard=False, logging_level="error")
+    local = {"address": "local", "num_cpus": 1, "include_dashboard": False, "logging_level": "error"}
+    ray.init(**local, _temp_dir=str(ray_tmp / "ray"))
     try:
         result = job_result(dies.remote(), tmp_path / "0", ["precision=int8"])
     finally:

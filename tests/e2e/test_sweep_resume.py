@@ -15,13 +15,11 @@ import contextlib
 import csv
 import os
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,10 +121,8 @@ def _survivors(processes: list[psutil.Process], seconds: float = 20) -> list[psu
 
 
 @pytest.fixture
-def sweep_env(cache_dir: Path, tmp_path: Path) -> Iterator[dict[str, str]]:
-    ray_tmp = tempfile.mkdtemp(prefix="rs-", dir="/tmp")  # Ray's sockets want a short path
-    yield {**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir), "RAY_TMPDIR": ray_tmp}
-    shutil.rmtree(ray_tmp, ignore_errors=True)
+def sweep_env(cache_dir: Path, ray_tmp: Path) -> dict[str, str]:
+    return {**os.environ, "ERNIE_ONNX_CACHE": str(cache_dir), "RAY_TMPDIR": str(ray_tmp)}
 
 
 def _uri(tmp_path: Path) -> str:
