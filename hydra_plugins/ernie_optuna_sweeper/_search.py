@@ -468,23 +468,54 @@ def record_identity(study: optuna.Study, plan: Plan, storage: str | None) -> lis
 # --- storage, sampler -------------------------------------------------------------------------
 
 
+# How long a search waits for a SQLite study another process has locked (a search writes for
+# milliseconds at a time; a longer lock is someone else's, and the search says so).
+SQLITE_LOCK_WAIT_SECONDS = 30
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def open_rdb(url: str, **options: Any) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at `url`: several searches opening a new one at once all open it (the
     first creates its tables; the others retry), or one line that says why it cannot be opened."""
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):  # several searches on one file: wait for its lock, not fail
-        engine_kwargs["connect_args"] = {"timeout": 60}
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_LOCK_WAIT_SECONDS}
     for attempt in range(4):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **options)
         except Exception as exc:  # e.g. "table ... already exists": another search made it meanwhile
-            if attempt == 3:
-                first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = _first_line(exc)
+            if "database is locked" in first:  # the lock wait above has run out already
+                first += f" (another process has held it for {SQLITE_LOCK_WAIT_SECONDS} s)"
+            if attempt == 3 or "database is locked" in first:
                 raise SearchError(f"the Optuna storage {shown_url(url)} cannot be opened: {first}") from None
             time.sleep(1 + attempt)
     raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def storage_failures(storage: str | None) -> Iterator[None]:
+    """A study storage that fails while the search uses it (locked past the wait, read-only, damaged,
+    unreachable) ends the search with one line (SearchError), not a traceback; other errors pass."""
+    import sqlalchemy.exc
+
+    try:
+        yield
+    except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, sqlalchemy.exc.SQLAlchemyError) else exc
+        first = _first_line(cause)
+        if "database is locked" in first:
+            first += f" (another process has held it for {SQLITE_LOCK_WAIT_SECONDS} s)"
+        raise SearchError(
+            f"the Optuna storage {shown_url(storage_url(storage))} failed: {first}; the finished trials "
+            "are kept (in the study and their job folders): rerun the same command once it works"
+        ) from None
 
 
 def make_storage(

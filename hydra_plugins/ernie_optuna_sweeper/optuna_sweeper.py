@@ -28,6 +28,7 @@ search ends with one line before anything of it exists (`RequireOptuna`).
 
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module before putting it
 # in sys.modules, and dataclasses cannot resolve string annotations there.
+import contextlib
 import importlib.util
 import logging
 import sys
@@ -45,7 +46,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hydra_plugins.ernie_optuna_sweeper.config import SAMPLER_PACKAGES
 from pipeline.core import interrupts
-from pipeline.core.job_folder import clear_sweep_end, write_sweep_end
+from pipeline.core.job_folder import SWEEPER_RESULTS_FILE, clear_sweep_end, write_sweep_end
 
 if TYPE_CHECKING:
     import optuna
@@ -53,8 +54,6 @@ if TYPE_CHECKING:
     from hydra_plugins.ernie_optuna_sweeper._search import Plan
 
 log = logging.getLogger(__name__)
-
-RESULTS_FILE = "optimization_results.yaml"
 
 
 def _stop(message: str) -> NoReturn:
@@ -177,34 +176,15 @@ class OptunaSweeper(Sweeper):
         clear_sweep_end(sweep_dir)
         grace = self.grace_period or 2 * self.heartbeat_interval
         on_stale = _search.stale_trial_handler(sweep_dir, self.max_retry, grace)
-        try:
-            storage = _search.make_storage(self.storage, self.heartbeat_interval, self.grace_period, on_stale)
-        except _search.SearchError as exc:
-            _stop(str(exc))
         sampler_conf = cast(dict[str, Any], OmegaConf.to_container(self.sampler, resolve=True))
-        with _search.quiet_optuna():
-            study = _search.optuna.create_study(
-                study_name=self.study_name,
-                storage=storage,
-                sampler=_search.make_sampler(sampler_conf, sampler_conf.get("seed")),
-                directions=self.directions,
-                load_if_exists=True,
-            )
         try:
-            for change in _search.record_identity(study, plan, self.storage):
-                log.info("Study %s goes on with a changed range: %s", study.study_name, change)
-        except _search.SearchError as exc:
-            _stop(str(exc))
-        _search.adopt_orphans(study, storage)
-        n_trials = self.n_trials
-        if str(sampler_conf["_target_"]).endswith("BruteForceSampler"):
-            try:
-                points = _search.grid_points(plan, self.custom_search_space, self.config, n_trials + 1)
-            except _search.SearchError as exc:
-                _stop(str(exc))
-            if points < n_trials:  # as Hydra's sweeper does for its grid
-                log.info("The grid has %d points: n_trials is %d", points, points)
-                n_trials = points
+            with _search.storage_failures(self.storage):
+                storage = _search.make_storage(
+                    self.storage, self.heartbeat_interval, self.grace_period, on_stale
+                )
+                study, n_trials = self._open_study(storage, plan, sampler_conf)
+        except _search.SearchError as exc:  # nothing of the search started: the sweep ends FAILED
+            self._end_early(sweep_dir, str(exc))
         heartbeat = _search.Heartbeat(storage, self.heartbeat_interval)
         search = _search.Search(
             study,
@@ -229,11 +209,12 @@ class OptunaSweeper(Sweeper):
             str(sampler_conf["_target_"]).rsplit(".", 1)[-1],
         )
         try:
-            with _search.quiet_optuna():
+            with _search.quiet_optuna(), _search.storage_failures(self.storage):
                 early_stop = search.run()
         except _search.SearchError as exc:
-            search.close_open(interrupted=False)
-            _stop(str(exc))
+            with contextlib.suppress(Exception):  # a storage that failed may refuse this too
+                search.close_open(interrupted=False)
+            self._end_early(sweep_dir, str(exc))
         except BaseException as exc:
             # An interrupt (Ctrl-C: KeyboardInterrupt; SIGTERM: pipeline.core.interrupts' Terminated,
             # neither an Exception) closes this search's trials, each with a copy WAITING for the
@@ -253,16 +234,43 @@ class OptunaSweeper(Sweeper):
         complete = sum(1 for t in trials if t.state.name == "COMPLETE")
         log.info("Study %s: %d trials, %d complete", study.study_name, len(trials), complete)
 
+    def _open_study(
+        self, storage: "optuna.storages.BaseStorage | None", plan: "Plan", sampler_conf: dict[str, Any]
+    ) -> "tuple[optuna.Study, int]":
+        """The study, checked against what this search searches (or refused: SearchError), with its
+        orphaned trials adopted; and the number of trials the whole study wants."""
+        from hydra_plugins.ernie_optuna_sweeper import _search
+
+        assert self.config is not None
+        with _search.quiet_optuna():
+            study = _search.optuna.create_study(
+                study_name=self.study_name,
+                storage=storage,
+                sampler=_search.make_sampler(sampler_conf, sampler_conf.get("seed")),
+                directions=self.directions,
+                load_if_exists=True,
+            )
+        for change in _search.record_identity(study, plan, self.storage):
+            log.info("Study %s goes on with a changed range: %s", study.study_name, change)
+        _search.adopt_orphans(study, storage)
+        n_trials = self.n_trials
+        if str(sampler_conf["_target_"]).endswith("BruteForceSampler"):
+            points = _search.grid_points(plan, self.custom_search_space, self.config, n_trials + 1)
+            if points < n_trials:  # as Hydra's sweeper does for its grid
+                log.info("The grid has %d points: n_trials is %d", points, points)
+                n_trials = points
+        return study, n_trials
+
     def _write_results(self, study: "optuna.Study", sweep_dir: Path) -> None:
         """optimization_results.yaml, as Hydra's Optuna sweeper writes it, beside the Pareto files."""
         from hydra_plugins.ernie_optuna_sweeper import _search
 
         results = _search.optimization_results(study)
         if results is None:
-            log.warning("No trial of study %s is complete: no %s", study.study_name, RESULTS_FILE)
+            log.warning("No trial of study %s is complete: no %s", study.study_name, SWEEPER_RESULTS_FILE)
             return
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        OmegaConf.save(OmegaConf.create(results), sweep_dir / RESULTS_FILE)
+        OmegaConf.save(OmegaConf.create(results), sweep_dir / SWEEPER_RESULTS_FILE)
 
     def _end_early(self, sweep_dir: Path, reason: str) -> NoReturn:
         """An early stop closes the sweep as its end would (summary, parent run FAILED), then one line."""

@@ -35,6 +35,9 @@ SWEEP_FILE = "sweep.json"  # in a sweep folder: what was swept, then the outcome
 # interrupt). Whoever ends a sweep early writes it before Hydra's end-of-sweep callbacks run; they
 # read it to close the parent run with that status. A sweep that starts (or resumes) removes it.
 SWEEP_END_FILE = "sweep_end.json"
+# In a sweep folder: what an optimising sweeper found (the best parameters and value, or the best
+# trials), as Hydra's Optuna sweeper names it; the parent run carries it.
+SWEEPER_RESULTS_FILE = "optimization_results.yaml"
 # Reports a run carries as artifacts, where the job wrote them (per_class.json goes in as a table).
 ARTIFACT_FILES = (METRICS_FILE, CONFIG_FILE, PER_CLASS_FILE, CONFUSION_FILE, PREDICTIONS_FILE)
 
@@ -134,11 +137,21 @@ def update_job_record(job_dir: Path, **fields: Any) -> dict[str, Any]:
     return record
 
 
-def job_overrides(job_dir: Path) -> list[str]:
+def read_overrides(job_dir: Path) -> list[str] | None:
+    """The job's overrides (Hydra's .hydra/overrides.yaml); None where the file is missing or damaged
+    (not a YAML list: a job killed as Hydra wrote it, or a file edited by hand)."""
     path = Path(job_dir) / OVERRIDES_FILE
-    if not path.is_file():
+    try:
+        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    if value is None:
         return []
-    return [str(o) for o in yaml.safe_load(path.read_text(encoding="utf-8")) or []]
+    return [str(o) for o in value] if isinstance(value, list) else None
+
+
+def job_overrides(job_dir: Path) -> list[str]:
+    return read_overrides(job_dir) or []
 
 
 def sweep_of(job_dir: Path) -> Path | None:

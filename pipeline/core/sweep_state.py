@@ -11,6 +11,9 @@ import pipeline.core):
   which `resync` repairs), is not run again; KILLED, FAILED, SKIPPED, never started and
   half-logged jobs run again, in the same folder under the same number.
 - `job_difference(job_dir, overrides)`: a folder that holds another job is not reused.
+- `hold_sweep(sweep_dir)`: one process at a time runs a sweep folder (a second resume of the same
+  sweep started meanwhile is refused with this line); the kernel lets go of it when the process
+  ends, however it ends (SIGKILL included).
 - `mark_killed(sweep_dir, reason)`: after an interrupt, every job that had not ended (its
   process was stopped with the sweep) is KILLED, so a resume reruns it; `mark_stopped(job_dirs,
   reason)` for a launcher that stopped jobs on other hosts.
@@ -18,24 +21,30 @@ import pipeline.core):
 
 from __future__ import annotations
 
+import fcntl
 import os
 import platform
 from pathlib import Path
+from typing import IO
 
 from pipeline.core.job_folder import (
     JOB_STATUS_FILE,
     OVERRIDES_FILE,
     SWEEP_FILE,
     TRACKING_FILE,
-    job_overrides,
     job_status,
+    now_iso,
     read_json,
+    read_overrides,
     write_job_status,
 )
 
 # The sweeper option that runs every job of a sweep again, FINISHED ones included (conf: the
 # project's basic sweeper, hydra_plugins/ernie_basic_sweeper).
 RECOMPUTE_KEY = "hydra.sweeper.recompute"
+LOCK_FILE = ".sweep.lock"
+# The sweep folders this process runs, each with its open lock file (the lock lives as long as it).
+_held: dict[Path, IO[str]] = {}
 
 
 def _by_key(overrides: list[str]) -> dict[str, str]:
@@ -63,10 +72,16 @@ def overrides_difference(before: list[str], now: list[str]) -> str | None:
     return None
 
 
-def sweep_difference(sweep_dir: Path, overrides: list[str]) -> str | None:
+def sweep_difference(
+    sweep_dir: Path, overrides: list[str], left_to_sweeper: frozenset[str] = frozenset()
+) -> str | None:
     """One line where `sweep_dir` holds a sweep with other overrides than `overrides`; None where
-    it holds this sweep or none."""
+    it holds this sweep or none. `left_to_sweeper`: keys the sweeper itself checks on a resume (an
+    Optuna study's search space), not compared here. A damaged sweep.json holds no record to
+    compare: the job folders' own overrides are checked as each job is planned."""
     record = read_json(Path(sweep_dir) / SWEEP_FILE)
+    if record is None and (Path(sweep_dir) / SWEEP_FILE).is_file():
+        return None
     if record is None and job_folders(sweep_dir):
         return (
             f"{sweep_dir} holds job folders but no {SWEEP_FILE} (no sweep of this project): "
@@ -74,7 +89,11 @@ def sweep_difference(sweep_dir: Path, overrides: list[str]) -> str | None:
         )
     if record is None or "overrides" not in record:
         return None
-    difference = overrides_difference([str(o) for o in record["overrides"]], overrides)
+
+    def compared(given: list[str]) -> list[str]:
+        return [str(o) for o in given if _by_key([str(o)]).keys().isdisjoint(left_to_sweeper)]
+
+    difference = overrides_difference(compared(record["overrides"]), compared(overrides))
     if difference is None:
         return None
     return (
@@ -84,11 +103,11 @@ def sweep_difference(sweep_dir: Path, overrides: list[str]) -> str | None:
 
 
 def job_difference(job_dir: Path, overrides: list[str]) -> str | None:
-    """One line where `job_dir` holds a job with other overrides than `overrides`."""
-    if not (Path(job_dir) / OVERRIDES_FILE).is_file():
-        return None
-    before = job_overrides(job_dir)
-    if before == list(overrides):
+    """One line where `job_dir` holds a job with other overrides than `overrides`. A folder whose
+    overrides file is missing or damaged holds no job that can be told apart: the job runs again
+    there (the sweep's own record, sweep.json, already said the folder holds this sweep)."""
+    before = read_overrides(job_dir)
+    if before is None or before == list(overrides):
         return None
     difference = overrides_difference(before, list(overrides)) or "other overrides"
     return f"{job_dir} holds another job ({difference}); give this sweep another hydra.sweep.dir"
@@ -167,3 +186,36 @@ def mark_stopped(job_dirs: list[Path], reason: str) -> None:
     for job_dir in job_dirs:
         if Path(job_dir).is_dir() and not job_ended(Path(job_dir)):
             write_job_status(job_dir, "KILLED", reason)
+
+
+def hold_sweep(sweep_dir: Path) -> str | None:
+    """Takes `sweep_dir` for this process until `release_sweep` or its end; one line where another
+    process runs it (which process, and what to do), None once this one holds it."""
+    folder = Path(sweep_dir).absolute()
+    if folder in _held:
+        return None
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = (folder / LOCK_FILE).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        return (
+            f"{folder} is being run by {holder}: wait for it to end, or stop it (Ctrl-C) and rerun this "
+            "command to resume the sweep"
+        )
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"process {os.getpid()} on {platform.node()} since {now_iso()}")
+    handle.flush()
+    _held[folder] = handle
+    return None
+
+
+def release_sweep(sweep_dir: Path) -> None:
+    handle = _held.pop(Path(sweep_dir).absolute(), None)
+    if handle is not None:
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        handle.close()

@@ -29,6 +29,7 @@ from pipeline.core.files import atomic_write_text
 from pipeline.core.job_folder import (
     JOB_FILE,
     SWEEP_FILE,
+    SWEEPER_RESULTS_FILE,
     clear_sweep_end,
     now_iso,
     read_json,
@@ -36,7 +37,14 @@ from pipeline.core.job_folder import (
     write_json,
     write_sweep_end,
 )
-from pipeline.core.sweep_state import mark_killed, sweep_difference
+from pipeline.core.sweep_state import (
+    hold_sweep,
+    job_done,
+    job_folders,
+    mark_killed,
+    release_sweep,
+    sweep_difference,
+)
 from pipeline.options.config import SelectConfig
 from pipeline.options.tracking import MlflowConfig
 from pipeline.sweep.pareto import write_pareto
@@ -55,11 +63,16 @@ from pipeline.tracking.sweep_record import (
 BASE_CONFIG_FILE = "base_config.yaml"
 
 
+def _swept_on_command_line(overrides: list[str]) -> frozenset[str]:
+    """The keys given a sweep (a,b  choice(...)  range(...)  interval(...)) among `overrides`."""
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return frozenset(o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override())
+
+
 def swept_keys(config: DictConfig) -> list[str]:
     """The keys whose values differ between the sweep's jobs: swept on the command line (a,b,
     choice(...), range(...)) or in the sweeper's `params` (Optuna's search space)."""
-    parsed = OverridesParser.create().parse_overrides([str(o) for o in config.hydra.overrides.task])
-    keys = {o.get_key_element().lstrip("+~") for o in parsed if o.is_sweep_override()}
+    keys = set(_swept_on_command_line([str(o) for o in config.hydra.overrides.task]))
     keys |= {str(key) for key in config.hydra.sweeper.get("params") or {}}
     # An Optuna search also tries each precision's own options (pipeline.options.search_space).
     if config.hydra.sweeper.get("custom_search_space"):
@@ -83,9 +96,22 @@ class SweepTracking(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = sweep_folder(config.hydra.sweep.dir)
         overrides = [str(o) for o in config.hydra.overrides.task]
-        if difference := sweep_difference(sweep_dir, overrides):  # before anything is written
+        # A search whose study lives in a storage is shared by design: several processes run its
+        # folder at once (docs/search.md). Any other sweep folder is run by one process at a time.
+        # Such a search's study records its space, and decides on a resume whether a changed range
+        # goes on (hydra_plugins/ernie_optuna_sweeper).
+        shared = bool(config.hydra.sweeper.get("storage"))
+        busy = None if shared else hold_sweep(sweep_dir)
+        left_to_sweeper = _swept_on_command_line(overrides) if shared else frozenset()
+        if difference := busy or sweep_difference(sweep_dir, overrides, left_to_sweeper):  # before any write
             print(f"error: {difference}", file=sys.stderr)
             sys.exit(2)
+        if (sweep_dir / SWEEP_FILE).is_file() and read_json(sweep_dir / SWEEP_FILE) is None:
+            print(
+                f"warning: {sweep_dir / SWEEP_FILE} was damaged; it is written again from this command "
+                "(each job folder's own overrides are still checked)",
+                file=sys.stderr,
+            )
         # From here an interrupt ends the sweep KILLED (pipeline/cli.py runs this).
         interrupts.on_interrupt(_cleanup_key(sweep_dir), lambda reason: self.interrupted(config, reason))
         earlier = read_json(sweep_dir / SWEEP_FILE) or {}
@@ -114,6 +140,7 @@ class SweepTracking(Callback):
             return
         if existed:
             print(f"continuing the sweep in {sweep_dir} (MLflow parent run {run_id})")
+        _log_finished_jobs(mlflow_config, sweep_dir, run_id, parent_existed=existed)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = sweep_folder(config.hydra.sweep.dir)
@@ -123,6 +150,7 @@ class SweepTracking(Callback):
         selection = select_winner(rows, SelectConfig(**select))
         written = [*write_sweep_summary(sweep_dir), write_selection(sweep_dir, selection)]
         written += write_pareto(sweep_dir, rows, headline_metric(rows))
+        written += [path for path in [sweep_dir / SWEEPER_RESULTS_FILE] if path.is_file()]
         if status != "KILLED":  # an interrupt ends with one line (pipeline/cli.py)
             _print_outcome(sweep_dir, rows, selection)
         record = sweep_outcome(config, rows, selection, [p.name for p in written])
@@ -138,6 +166,7 @@ class SweepTracking(Callback):
             except TrackingError as exc:
                 reasons.append(str(exc))
         interrupts.done(_cleanup_key(sweep_dir))
+        release_sweep(sweep_dir)
         if mlflow_config.enabled and status != "KILLED":
             _report_untracked(sweep_dir, rows, reasons)
 
@@ -163,6 +192,29 @@ class SweepTracking(Callback):
         stopped = f"KILLED: job {', '.join(killed)}" if killed else "none was running"
         what = f"sweep {sweep_dir} ({finished} {'job' if finished == 1 else 'jobs'} finished; {stopped})"
         return interrupts.Stopped(what, {"hydra.sweep.dir": str(sweep_dir)})
+
+
+def _log_finished_jobs(cfg: MlflowConfig, sweep_dir: Path, parent_run_id: str, parent_existed: bool) -> None:
+    """A resumed sweep's FINISHED jobs whose runs this store lacks are logged from their folders: all
+    of them where the store had no parent run (a tracking database removed, or another store), and
+    those the store refused before (their tracking.json says why). A job that runs again is logged
+    as it ends."""
+    from pipeline.tracking.job_record import log_job_folder
+
+    def lacking(job_dir: Path) -> bool:
+        state = tracking_state(job_dir)
+        return not parent_existed or "run_id" not in state or state.get("tracking_uri") != cfg.tracking_uri
+
+    jobs = [job for job in job_folders(sweep_dir) if job_done(job) and lacking(job)]
+    if not jobs:
+        return
+    print(f"logging {len(jobs)} finished jobs of {sweep_dir} that the MLflow store lacks, from their folders")
+    for job_dir in jobs:
+        try:
+            log_job_folder(job_dir, cfg, parent_run_id)
+        except TrackingError as exc:
+            print(f"warning: {exc}; later: python -m pipeline.tracking resync {sweep_dir}", file=sys.stderr)
+            return
 
 
 def _cleanup_key(sweep_dir: Path) -> str:

@@ -669,3 +669,72 @@ def test_a_search_without_optuna_is_one_error_before_anything_starts(tmp_path: P
     ]
     # Neither a sweep folder nor the sweep's MLflow parent run was started.
     assert not (tmp_path / "outputs").exists() and not store.exists()
+
+
+def _damaged(folder: Path) -> tuple[str, Any]:
+    (folder / "optuna.db").write_bytes(b"not a database, " * 400)
+    return "sqlite:///optuna.db", None
+
+
+def _read_only(folder: Path) -> tuple[str, Any]:
+    # Tests run as root, whom file modes do not stop: SQLite's own read-only mode.
+    return '"sqlite:///file:optuna.db?mode=ro&uri=true"', None
+
+
+def _locked(folder: Path) -> tuple[str, Any]:
+    import sqlite3
+
+    holder = sqlite3.connect(folder / "optuna.db", isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process's long write
+    return "sqlite:///optuna.db", holder
+
+
+def _unreachable(folder: Path) -> tuple[str, Any]:
+    from tests.conftest import free_port
+
+    return f"postgresql://search:secret@127.0.0.1:{free_port()}/studies", None
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (_damaged, "cannot be opened: (sqlite3.DatabaseError) file is not a database"),
+        (_read_only, "failed: (sqlite3.OperationalError) attempt to write a readonly database"),
+        (_locked, "cannot be opened: (sqlite3.OperationalError) database is locked (another process has"),
+        (_unreachable, "cannot be opened: (psycopg.OperationalError) connection failed"),
+    ],
+    ids=["damaged", "read-only", "locked", "unreachable"],
+)
+def test_a_study_storage_that_fails_is_one_line_and_the_next_correct_run_works(
+    tmp_path: Path, fault: Any, expected: str
+) -> None:
+    """A storage that is damaged, read-only, locked by another process or unreachable: one line that
+    names it (its password hidden) and exit 2. One that cannot be opened is found before anything of
+    the search starts (the sweep's callbacks included); one that fails later (read-only: the first
+    write) ends the sweep FAILED through Hydra's end-of-sweep callbacks. The search runs once the
+    storage works again."""
+    assert run_app(tmp_path, "hydra.sweeper.n_trials=2").returncode == 0
+    if fault is _damaged:
+        (tmp_path / "optuna.db").rename(tmp_path / "optuna.db.kept")
+    storage, holder = fault(tmp_path)
+    try:
+        result = run_app(tmp_path, f"hydra.sweeper.storage={storage}", "hydra.sweeper.n_trials=4")
+    finally:
+        if holder is not None:
+            holder.execute("ROLLBACK")
+            holder.close()
+    assert result.returncode == 2, result.stderr[-3000:]
+    error = last_error(result)
+    assert error.startswith("error: the Optuna storage ") and expected in error, error
+    assert "secret" not in result.stderr
+    ended = json.loads((tmp_path / "search" / "end_of_sweep.json").read_text())["sweep_end"]
+    if "cannot be opened" in expected:
+        assert ended is None  # what the first search's end saw: this one never started
+    else:
+        assert ended["status"] == "FAILED" and expected in ended["reason"]
+    if fault is _damaged:
+        (tmp_path / "optuna.db.kept").replace(tmp_path / "optuna.db")
+    again = run_app(tmp_path, "hydra.sweeper.n_trials=4")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert states(load_study(tmp_path)) == ["COMPLETE"] * 4
+    assert job_folders(tmp_path) == [0, 1, 2, 3]
