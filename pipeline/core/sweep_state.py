@@ -116,8 +116,12 @@ def job_difference(job_dir: Path, overrides: list[str]) -> str | None:
 def job_done(job_dir: Path) -> bool:
     """FINISHED, and made into its run where the job is tracked (tracking.json names the run or why
     the store refused it, which `resync` repairs; a job stopped while logging has none and runs
-    again)."""
-    return job_status(job_dir)["status"] == "FINISHED" and _logged(Path(job_dir))
+    again). A folder whose overrides file is damaged runs again: the summary names jobs by it."""
+    return (
+        job_status(job_dir)["status"] == "FINISHED"
+        and _logged(Path(job_dir))
+        and read_overrides(job_dir) is not None
+    )
 
 
 def job_ended(job_dir: Path) -> bool:

@@ -15,6 +15,7 @@ import contextlib
 import csv
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -391,3 +392,88 @@ def test_run_times_are_the_job_folders_also_after_a_resync(
             assert child.info.end_time - child.info.start_time > 200  # a job, not its logging
         assert parents[0].info.start_time == epoch_ms(record["started_at"])
         assert parents[0].info.end_time == epoch_ms(record["ended_at"])
+
+
+# --- faults between a sweep and its resume ------------------------------------------------------
+
+TWO_BY_TWO = ["precision=fp32,int8", "batch_size=8,32", "infer.predict_data=false", "device.num_threads=1"]
+
+
+def test_sigkill_then_the_same_command_resumes(
+    user_overrides: list[str], sweep_env: dict[str, str], tmp_path: Path
+) -> None:
+    """SIGKILL (the OOM killer, a lost node) leaves no clean-up at all: a job RUNNING in its folder,
+    the parent run RUNNING. The same command reruns that job and the ones never started, under the
+    same parent, and leaves the finished ones as they were."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", *user_overrides, *TWO_BY_TWO, f"hydra.sweep.dir={sweep}"]
+    run = Run(args, tmp_path, sweep_env)
+
+    def one_done_one_evaluating() -> bool:
+        return bool(finished_before(sweep)) and evaluating(sweep)()
+
+    run.wait_until(one_done_one_evaluating, "a job done, the next evaluating")
+    os.killpg(run.process.pid, signal.SIGKILL)
+    assert run.end().returncode == -signal.SIGKILL
+    assert "RUNNING" in {job_status(job)["status"] for job in _jobs(sweep)}
+    parents, _ = runs_by_kind(_uri(tmp_path), "cli-test")
+    assert [p.info.status for p in parents] == ["RUNNING"]
+    untouched = finished_before(sweep)
+
+    resumed = Run(args, tmp_path, sweep_env).end(seconds=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"resuming sweep {sweep}: {len(untouched)} of 4 jobs finished" in resumed.stdout
+    resumed_whole(tmp_path, sweep, parents[0].info.run_id, untouched)
+
+
+def test_a_second_resume_of_a_running_sweep_is_one_line_and_touches_nothing(
+    user_overrides: list[str], sweep_env: dict[str, str], tmp_path: Path
+) -> None:
+    sweep = tmp_path / "sweep"
+    args = ["-m", *user_overrides, *TWO_BY_TWO, f"hydra.sweep.dir={sweep}"]
+    first = Run(args, tmp_path, sweep_env)
+    lock = sweep / ".sweep.lock"
+    first.wait_until(lambda: lock.is_file() and lock.read_text().startswith("process"), "the sweep's lock")
+    second = Run(args, tmp_path, sweep_env).end()
+    assert second.returncode == 2, second.stderr[-3000:]
+    assert (
+        second.stderr.strip()
+        .splitlines()[-1]
+        .startswith(f"error: {sweep} is being run by process {first.process.pid} on ")
+    )
+    assert "wait for it to end, or stop it (Ctrl-C) and rerun this command" in second.stderr
+    ended = first.end(seconds=600)
+    assert ended.returncode == 0, ended.stderr[-3000:]
+    resumed_whole(tmp_path, sweep, runs_by_kind(_uri(tmp_path), "cli-test")[0][0].info.run_id, {})
+
+
+def test_a_resume_after_folders_store_and_cache_were_damaged(
+    user_overrides: list[str], sweep_env: dict[str, str], tmp_path: Path
+) -> None:
+    """After a whole sweep: job 1's folder removed, job 2's overrides and job 3's status damaged,
+    the tracking database removed and the cache's model damaged. The same command reruns jobs 1-3
+    (their model rebuilt), leaves job 0 as it was, and the new store gets one parent run and a run
+    per job, job 0's logged from its folder."""
+    sweep, cache = tmp_path / "sweep", tmp_path / "cache"
+    env = {**sweep_env, "ERNIE_ONNX_CACHE": str(cache)}
+    args = ["-m", *user_overrides, *TWO_BY_TWO, f"hydra.sweep.dir={sweep}"]
+    first = Run(args, tmp_path, env).end(seconds=600)
+    assert first.returncode == 0, first.stderr[-3000:]
+    job0 = (sweep / "0" / "metrics.json").stat().st_mtime_ns
+    shutil.rmtree(sweep / "1")
+    (sweep / "2" / ".hydra" / "overrides.yaml").write_text("- precision=fp32\n- [batch_size: ")
+    status = sweep / "3" / "job_status.json"
+    status.write_text(status.read_text()[:20])
+    (tmp_path / "mlflow.db").unlink()
+    model = next(cache.glob("onnx/*/model.onnx"))
+    model.write_bytes(model.read_bytes()[:1000])
+
+    resumed = Run(args, tmp_path, env).end(seconds=600)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "Traceback" not in resumed.stderr
+    assert f"resuming sweep {sweep}: 1 of 4 jobs finished, running 3" in resumed.stdout
+    assert "logging 1 finished jobs" in resumed.stdout
+    assert f"cache entry {model.parent} is damaged" in resumed.stdout + resumed.stderr
+    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == job0
+    parents, _ = runs_by_kind(_uri(tmp_path), "cli-test")
+    resumed_whole(tmp_path, sweep, parents[0].info.run_id, {})
