@@ -477,3 +477,46 @@ def test_a_resume_after_folders_store_and_cache_were_damaged(
     assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == job0
     parents, _ = runs_by_kind(_uri(tmp_path), "cli-test")
     resumed_whole(tmp_path, sweep, parents[0].info.run_id, {})
+
+
+def test_a_tracking_server_that_restarts_mid_sweep_loses_no_run(
+    user_overrides: list[str], sweep_env: dict[str, str], tmp_path: Path
+) -> None:
+    """The team's `mlflow server` goes down after job 0 is logged and comes back while the sweep
+    runs on: jobs that ended meanwhile keep their files and say why the store did not take them; the
+    sweep ends with one line naming them (exit 2). The same command then runs nothing again and
+    logs those jobs: one parent run, a run per job."""
+    from tests.conftest import free_port, running_server, venv_command
+
+    folder, port = tmp_path / "server", free_port()
+    folder.mkdir()
+    uri = f"http://127.0.0.1:{port}"
+    server = [venv_command("mlflow"), "server", "--host=127.0.0.1", f"--port={port}"]
+    server += [f"--backend-store-uri=sqlite:///{folder}/mlflow.db", f"--artifacts-destination={folder}/art"]
+    sweep = tmp_path / "sweep"
+    overrides = [o for o in user_overrides if not o.startswith("mlflow.tracking_uri=")]
+    args = ["-m", *overrides, f"mlflow.tracking_uri={uri}", *TWO_BY_TWO, f"hydra.sweep.dir={sweep}"]
+
+    def refused() -> bool:
+        return any("error" in (read_json(job / "tracking.json") or {}) for job in _jobs(sweep))
+
+    with running_server(server, f"{uri}/health", folder / "first.log"):
+        run = Run(args, tmp_path, sweep_env)
+        run.wait_until(lambda: bool(finished_before(sweep)), "job 0 logged")
+    run.wait_until(refused, "a job the store did not take", seconds=600)
+    with running_server(server, f"{uri}/health", folder / "again.log"):
+        ended = run.end(seconds=600)
+        assert ended.returncode == 2, ended.stderr[-3000:]
+        last = ended.stderr.strip().splitlines()[-1]
+        assert last.startswith("error: the MLflow store did not take jobs "), last
+        assert last.endswith(f"python -m pipeline.tracking resync {sweep}"), last
+        assert {job_status(job)["status"] for job in _jobs(sweep)} == {"FINISHED"}
+
+        again = Run(args, tmp_path, sweep_env).end(seconds=600)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "all 4 jobs finished already, nothing to run" in again.stdout
+        assert "finished jobs of" in again.stdout  # logged from their folders
+        parents, children = runs_by_kind(uri, "cli-test")
+        assert [p.info.status for p in parents] == ["FINISHED"]
+        assert sorted(c.data.tags["job_dir"] for c in children) == [str(sweep / str(n)) for n in range(4)]
+        assert {c.info.status for c in children} == {"FINISHED"}
