@@ -23,9 +23,12 @@ run: setup
 	$(PY) -m compileall -q pipeline hydra_plugins
 	$(PY) run.py $(ARGS)
 
-# The full suite (what CI runs): lint, format check, every test including sweeps and servers.
+# The full suite (what CI runs): lint, format check, every test including sweeps and servers. Test
+# files run side by side, one per CPU (pytest-xdist; each file's tests in order on one worker):
+# most of a test's time is spent waiting on the processes and servers it starts.
+# `make test ARGS="-n0"` runs them one after another.
 test: lint
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n auto --dist loadfile $(ARGS)
 
 # Daily work: the unit and integration tiers (no CLI, servers or sweeps).
 test-fast: lint

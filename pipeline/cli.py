@@ -124,4 +124,5 @@ def interrupts_end_cleanly() -> Iterator[None]:
             f"interrupted by {name}: {what}; to resume: {resume_command(list(sys.orig_argv), resume)}",
             file=sys.stderr,
         )
+        interrupts.ignore_further_signals()
         sys.exit(interrupts.exit_status(signum))

@@ -230,6 +230,9 @@ class OptunaSweeper(Sweeper):
         self._write_results(study, sweep_dir)
         if early_stop:
             self._end_early(sweep_dir, early_stop)
+        # A search sharing this folder may have ended early or been stopped meanwhile and said so in
+        # sweep_end.json; this one filled the study, so the sweep ends FINISHED.
+        clear_sweep_end(sweep_dir)
         trials = study.get_trials(deepcopy=False)
         complete = sum(1 for t in trials if t.state.name == "COMPLETE")
         log.info("Study %s: %d trials, %d complete", study.study_name, len(trials), complete)

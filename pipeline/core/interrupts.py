@@ -185,6 +185,17 @@ def deferred(*, raise_last: bool = True) -> Iterator[list[int]]:
             raise_if_received()
 
 
+def ignore_further_signals() -> None:
+    """The process has said how it ends and is exiting: a further SIGINT or SIGTERM (a second
+    Ctrl-C while atexit handlers run and threads are joined) must not kill it and change its exit
+    status. Ignored, not handled: Python's finalization puts SIGINT's default action back where a
+    Python handler was set, and leaves an ignored signal ignored."""
+    if not _in_main_thread():
+        return
+    for signum in NAMES:
+        signal.signal(signum, signal.SIG_IGN)
+
+
 def on_interrupt(key: str, cleanup: Callable[[str], Stopped | None]) -> None:
     """Registers `cleanup(reason)` to run when an interrupt reaches the top of this process."""
     _cleanups[key] = cleanup

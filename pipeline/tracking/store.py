@@ -14,6 +14,7 @@ from typing import Any
 
 from filelock import FileLock
 
+from pipeline.core import interrupts
 from pipeline.core.errors import TrackingError
 from pipeline.options.tracking import MlflowConfig, sqlite_database
 
@@ -210,7 +211,9 @@ class Store:
         from mlflow import MlflowClient
 
         logging.getLogger("alembic").setLevel(logging.WARNING)
-        logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+        # Its database errors reach us as MlflowException, which `writing` says in one line; its own
+        # report of them is a traceback.
+        logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
         self.uri = cfg.tracking_uri
         self.cfg = cfg
         database = sqlite_database(cfg.tracking_uri)
@@ -244,7 +247,11 @@ class Store:
 
     @contextmanager
     def writing(self, what: str) -> Iterator[None]:
-        with self.lock, store_errors(self.uri, what):
+        # A signal raised inside a SQLite commit leaves its connection holding the database's lock,
+        # and the clean-up after the interrupt then finds the database locked: a SQLite write ends
+        # first (within its busy timeout). An HTTP request may be cut short: the server is whole.
+        ends_first = interrupts.deferred() if sqlite_database(self.uri) is not None else nullcontext()
+        with self.lock, store_errors(self.uri, what), ends_first:
             yield
 
     def find_run(self, key: str, value: str) -> Any | None:
