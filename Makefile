@@ -32,7 +32,7 @@ test: lint
 
 # Daily work: the unit and integration tiers (no CLI, servers or sweeps).
 test-fast: lint
-	$(PY) -m pytest tests/unit tests/integration $(ARGS)
+	$(PY) -m pytest -n auto --dist loadfile tests/unit tests/integration $(ARGS)
 
 # ruff, the import layers, and types (mypy: [tool.mypy] in pyproject.toml; its cache in .mypy_cache).
 lint: setup
