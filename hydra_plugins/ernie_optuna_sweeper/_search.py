@@ -473,9 +473,13 @@ def record_identity(study: optuna.Study, plan: Plan, storage: str | None) -> lis
 SQLITE_LOCK_WAIT_SECONDS = 30
 
 
-def _first_line(exc: BaseException) -> str:
+def _storage_problem(exc: BaseException) -> str:
+    """An error's first line, and for a locked SQLite file how long this search waited for it."""
     text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+    first = text.splitlines()[0] if text else type(exc).__name__
+    if "database is locked" in first:  # the wait of `connect_args` has run out already
+        first += f" (another process has held it for {SQLITE_LOCK_WAIT_SECONDS} s)"
+    return first
 
 
 def open_rdb(url: str, **options: Any) -> optuna.storages.RDBStorage:
@@ -490,9 +494,7 @@ def open_rdb(url: str, **options: Any) -> optuna.storages.RDBStorage:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **options)
         except Exception as exc:  # e.g. "table ... already exists": another search made it meanwhile
-            first = _first_line(exc)
-            if "database is locked" in first:  # the lock wait above has run out already
-                first += f" (another process has held it for {SQLITE_LOCK_WAIT_SECONDS} s)"
+            first = _storage_problem(exc)
             if attempt == 3 or "database is locked" in first:
                 raise SearchError(f"the Optuna storage {shown_url(url)} cannot be opened: {first}") from None
             time.sleep(1 + attempt)
@@ -509,12 +511,10 @@ def storage_failures(storage: str | None) -> Iterator[None]:
         yield
     except (optuna.exceptions.StorageInternalError, sqlalchemy.exc.SQLAlchemyError) as exc:
         cause = exc.__cause__ if isinstance(exc.__cause__, sqlalchemy.exc.SQLAlchemyError) else exc
-        first = _first_line(cause)
-        if "database is locked" in first:
-            first += f" (another process has held it for {SQLITE_LOCK_WAIT_SECONDS} s)"
         raise SearchError(
-            f"the Optuna storage {shown_url(storage_url(storage))} failed: {first}; the finished trials "
-            "are kept (in the study and their job folders): rerun the same command once it works"
+            f"the Optuna storage {shown_url(storage_url(storage))} failed: {_storage_problem(cause)}; "
+            "the finished trials are kept (in the study and their job folders): rerun the same command "
+            "once it works"
         ) from None
 
 

@@ -91,7 +91,7 @@ def sweep_difference(
         return None
 
     def compared(given: list[str]) -> list[str]:
-        return [str(o) for o in given if _by_key([str(o)]).keys().isdisjoint(left_to_sweeper)]
+        return [str(o) for o in given if str(o).split("=", 1)[0].lstrip("+~") not in left_to_sweeper]
 
     difference = overrides_difference(compared(record["overrides"]), compared(overrides))
     if difference is None:

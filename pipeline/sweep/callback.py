@@ -106,7 +106,8 @@ class SweepTracking(Callback):
         if difference := busy or sweep_difference(sweep_dir, overrides, left_to_sweeper):  # before any write
             print(f"error: {difference}", file=sys.stderr)
             sys.exit(2)
-        if (sweep_dir / SWEEP_FILE).is_file() and read_json(sweep_dir / SWEEP_FILE) is None:
+        recorded = read_json(sweep_dir / SWEEP_FILE)
+        if recorded is None and (sweep_dir / SWEEP_FILE).is_file():
             print(
                 f"warning: {sweep_dir / SWEEP_FILE} was damaged; it is written again from this command "
                 "(each job folder's own overrides are still checked)",
@@ -114,7 +115,7 @@ class SweepTracking(Callback):
             )
         # From here an interrupt ends the sweep KILLED (pipeline/cli.py runs this).
         interrupts.on_interrupt(_cleanup_key(sweep_dir), lambda reason: self.interrupted(config, reason))
-        earlier = read_json(sweep_dir / SWEEP_FILE) or {}
+        earlier = recorded or {}
         sweep_dir.mkdir(parents=True, exist_ok=True)
         clear_sweep_end(sweep_dir)
         base = cast(dict[str, Any], OmegaConf.to_container(config, resolve=False))

@@ -217,6 +217,7 @@ class Store:
         self.uri = cfg.tracking_uri
         self.cfg = cfg
         database = sqlite_database(cfg.tracking_uri)
+        self.is_sqlite = database is not None
         if database is not None:
             database.parent.mkdir(parents=True, exist_ok=True)
         if quick:
@@ -250,7 +251,7 @@ class Store:
         # A signal raised inside a SQLite commit leaves its connection holding the database's lock,
         # and the clean-up after the interrupt then finds the database locked: a SQLite write ends
         # first (within its busy timeout). An HTTP request may be cut short: the server is whole.
-        ends_first = interrupts.deferred() if sqlite_database(self.uri) is not None else nullcontext()
+        ends_first = interrupts.deferred() if self.is_sqlite else nullcontext()
         with self.lock, store_errors(self.uri, what), ends_first:
             yield
 
