@@ -1,5 +1,7 @@
-"""One Hydra job: validate, run its stages into the job folder, record how it ended, then make
-the folder its MLflow run. Tracking comes last and apart: a store that fails loses no work.
+"""One Hydra job: validate, run its stages into the job folder, record how it ended, then (a single
+run) make the folder its MLflow run. Tracking comes last and apart: a store that fails loses no
+work. A sweep's jobs leave their runs to the sweep's own process (pipeline.sweep.job_logging):
+its workers never import MLflow.
 
 Ctrl-C or SIGTERM at any moment of the job (pipeline.core.interrupts) records it KILLED, ends its
 run KILLED where logging had begun, and raises Interrupted: run.py prints one line and exits
@@ -62,10 +64,12 @@ class Attempt:
     mlflow: MlflowConfig | None = None  # set once logging begins: there may be a run to end
 
     def stop(self, reason: str) -> interrupts.Stopped:
-        """KILLED, unless the job had ended; its run KILLED where logging had begun. Bounded: the
-        store's calls end within seconds, and further signals wait for the end of it."""
+        """KILLED, unless the job had ended (and been logged, where it logs itself); its run KILLED
+        where logging had begun. Bounded: the store's calls end within seconds, and further
+        signals wait for the end of it."""
         with interrupts.deferred(raise_last=False):
-            if not job_ended(self.job_dir):
+            logging_cut = self.mlflow is not None and "run_id" not in tracking_state(self.job_dir)
+            if logging_cut or not job_ended(self.job_dir):
                 write_job_status(self.job_dir, "KILLED", reason)
                 if self.mlflow is not None:
                     try:
@@ -159,8 +163,8 @@ def execute(
     sweep_dir: Path | None = None,
     attempt: Attempt | None = None,
 ) -> Outcome:
-    """Runs a valid config's stages into `job_dir`, writes how the job ended, then logs the folder
-    as its MLflow run (nested under the sweep's parent run where `sweep_dir` has one)."""
+    """Runs a valid config's stages into `job_dir`, writes how the job ended, then, outside a sweep
+    (`sweep_dir` None), logs the folder as its MLflow run."""
     outcome = Outcome("FAILED", config)
     try:
         begin_record(config, job_dir, overrides, composed_yaml)
@@ -181,18 +185,18 @@ def execute(
                 log.error("job %s failed:\n%s", job_dir.name, traceback.format_exc())
     where = f" [host {platform.node()}]" if sweep_dir is not None and outcome.status == "FAILED" else ""
     write_job_status(job_dir, outcome.status, outcome.error + where)
-    if config.mlflow.enabled:
+    if config.mlflow.enabled and sweep_dir is None:
         if attempt is not None:
             attempt.mlflow = config.mlflow
-        outcome.tracking_error = _track(config, job_dir, sweep_dir, outcome.status)
+        outcome.tracking_error = _track(config, job_dir, outcome.status)
     return outcome
 
 
-def _track(config: Config, job_dir: Path, sweep_dir: Path | None, status: str) -> TrackingError | None:
+def _track(config: Config, job_dir: Path, status: str) -> TrackingError | None:
     try:
         run_id = log_job_folder(job_dir, config.mlflow)
         name = config.mlflow.registered_model_name
-        if sweep_dir is None and name and status == "FINISHED":
+        if name and status == "FINISHED":
             from pipeline.tracking.models import register_job_model
 
             version = register_job_model(job_dir, config.mlflow, run_id, name)

@@ -24,6 +24,7 @@ with nohup) keeps it ignored: only SIGTERM stops it.
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Callable, Iterator
@@ -73,16 +74,40 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _on_sigint(signum: int, frame: FrameType | None) -> None:
+# Where Python runs a handler inside a finalizer, it prints the exception raised there ("Exception
+# ignored in: ...", with a traceback) and drops it: the interrupt would be lost.
+_FINALIZERS = {"__del__", "remove", "_remove_dead_weakref", "__call__"}
+REDELIVER_SECONDS = 0.02
+
+
+def _in_finalizer(frame: FrameType | None) -> bool:
+    """Whether `frame` runs inside a `__del__` or a weakref callback (which the GC may call at any
+    allocation)."""
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "__del__" or (
+            code.co_filename.endswith("weakref.py") and code.co_name in _FINALIZERS
+        ):
+            return True
+        frame = frame.f_back
+    return False
+
+
+def _raise_for(signum: int, frame: FrameType | None, exception: type[BaseException]) -> None:
     global _received
     _received = signum
-    raise KeyboardInterrupt
+    if _in_finalizer(frame):  # the same signal again once the finalizer has returned
+        threading.Timer(REDELIVER_SECONDS, os.kill, (os.getpid(), signum)).start()
+        return
+    raise exception
+
+
+def _on_sigint(signum: int, frame: FrameType | None) -> None:
+    _raise_for(signum, frame, KeyboardInterrupt)
 
 
 def _on_sigterm(signum: int, frame: FrameType | None) -> None:
-    global _received
-    _received = signum
-    raise Terminated
+    _raise_for(signum, frame, Terminated)
 
 
 def install() -> None:

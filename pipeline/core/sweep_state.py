@@ -7,9 +7,10 @@ import pipeline.core):
 
 - `sweep_difference(sweep_dir, overrides)`: rerunning into a folder continues the sweep only
   with the same overrides; another grid, model, dataset or option is refused with this line.
-- `job_done(job_dir)`: a job FINISHED, and its run was made (or the store refused it,
-  which `resync` repairs), is not run again; KILLED, FAILED, SKIPPED, never started and
-  half-logged jobs run again, in the same folder under the same number.
+- `job_done(job_dir)`: a job FINISHED is not run again; KILLED, FAILED, SKIPPED and never
+  started jobs run again, in the same folder under the same number. Its MLflow run is the sweep
+  process's concern, made from the folder (pipeline.sweep.job_logging), so a job the store has
+  not taken yet is logged, not recomputed.
 - `job_difference(job_dir, overrides)`: a folder that holds another job is not reused.
 - `hold_sweep(sweep_dir)`: one process at a time runs a sweep folder (a second resume of the same
   sweep started meanwhile is refused with this line); the kernel lets go of it when the process
@@ -31,7 +32,6 @@ from pipeline.core.job_folder import (
     JOB_STATUS_FILE,
     OVERRIDES_FILE,
     SWEEP_FILE,
-    TRACKING_FILE,
     job_status,
     now_iso,
     read_json,
@@ -114,35 +114,13 @@ def job_difference(job_dir: Path, overrides: list[str]) -> str | None:
 
 
 def job_done(job_dir: Path) -> bool:
-    """FINISHED, and made into its run where the job is tracked (tracking.json names the run or why
-    the store refused it, which `resync` repairs; a job stopped while logging has none and runs
-    again). A folder whose overrides file is damaged runs again: the summary names jobs by it."""
-    return (
-        job_status(job_dir)["status"] == "FINISHED"
-        and _logged(Path(job_dir))
-        and read_overrides(job_dir) is not None
-    )
+    """FINISHED. A folder whose overrides file is damaged runs again: the summary names jobs by it."""
+    return job_status(job_dir)["status"] == "FINISHED" and read_overrides(job_dir) is not None
 
 
 def job_ended(job_dir: Path) -> bool:
-    """Whether the job reached its end: SKIPPED or KILLED, or FINISHED or FAILED and logged."""
-    status = job_status(job_dir)["status"]
-    return status in ("SKIPPED", "KILLED") or (status in ("FINISHED", "FAILED") and _logged(Path(job_dir)))
-
-
-def _logged(job_dir: Path) -> bool:
-    return (job_dir / TRACKING_FILE).is_file() or not _has_tracking(job_dir)
-
-
-def _has_tracking(job_dir: Path) -> bool:
-    """Whether the job logs to MLflow, from its resolved config.yaml (no config: it never got there)."""
-    import yaml
-
-    config_file = job_dir / "config.yaml"
-    if not config_file.is_file():
-        return False
-    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) or {}
-    return bool((config.get("mlflow") or {}).get("enabled"))
+    """Whether the job reached its end: FINISHED, FAILED, SKIPPED or KILLED."""
+    return job_status(job_dir)["status"] in ("FINISHED", "FAILED", "SKIPPED", "KILLED")
 
 
 def _running_elsewhere(job_dir: Path) -> bool:

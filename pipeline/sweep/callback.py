@@ -1,16 +1,18 @@
 """The Hydra callback that makes a multirun one MLflow parent run with a summary of its jobs.
 
 At the start it checks that the sweep folder holds no other sweep (rerunning the same command
-into its folder resumes it: pipeline.core.sweep_state), and opens the parent run (jobs nest
-under it by its `sweep_dir` tag). At the end it writes the summary, the selection and the Pareto
-front from the job folders, makes the parent run whole, marks and registers the winner, and says
-once which jobs the store did not take.
+into its folder resumes it: pipeline.core.sweep_state), opens the parent run and starts logging
+the jobs as they end, from their folders, in this process (pipeline.sweep.job_logging). At the
+end it logs the jobs still due, writes the summary, the selection and the Pareto front from the
+job folders, makes the parent run whole, marks and registers the winner, and says once which
+jobs the store did not take.
 
 A sweep that does not end FINISHED says so in sweep_end.json before Hydra's end-of-sweep
 callbacks run (an Optuna search stopped early: FAILED); the parent run ends with that status and
 the summary is still written. An interrupt (Ctrl-C, SIGTERM) reaches the top of the process
-(pipeline/cli.py), which runs the clean-up registered here: the jobs that had not ended become
-KILLED, then sweep_end.json, the parent run and its running child runs KILLED, then the summary.
+(pipeline/cli.py), which runs the clean-up registered here: the logging ends after the run it is
+making, the jobs that had not ended become KILLED, then sweep_end.json, the parent run and its
+running child runs KILLED, then the summary. Ended jobs not logged yet wait for the resume.
 """
 
 from __future__ import annotations
@@ -39,14 +41,13 @@ from pipeline.core.job_folder import (
 )
 from pipeline.core.sweep_state import (
     hold_sweep,
-    job_done,
-    job_folders,
     mark_killed,
     release_sweep,
     sweep_difference,
 )
 from pipeline.options.config import SelectConfig
 from pipeline.options.tracking import MlflowConfig
+from pipeline.sweep.job_logging import abandon_logging, finish_logging, start_logging
 from pipeline.sweep.pareto import write_pareto
 from pipeline.sweep.selection import Selection, select_winner, write_selection
 from pipeline.sweep.summary import headline_metric, number, summary_columns, sweep_rows, write_sweep_summary
@@ -141,11 +142,13 @@ class SweepTracking(Callback):
             return
         if existed:
             print(f"continuing the sweep in {sweep_dir} (MLflow parent run {run_id})")
-        _log_finished_jobs(mlflow_config, sweep_dir, run_id, parent_existed=existed)
+        start_logging(mlflow_config, sweep_dir, run_id, parent_existed=existed)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = sweep_folder(config.hydra.sweep.dir)
         status = sweep_end(sweep_dir)["status"]
+        if status != "KILLED":  # an interrupt's clean-up stays short: the resume logs the rest
+            finish_logging(sweep_dir)
         rows = sweep_rows(sweep_dir)
         select = cast(dict[str, Any], OmegaConf.to_container(config.select, resolve=True))
         selection = select_winner(rows, SelectConfig(**select))
@@ -177,6 +180,7 @@ class SweepTracking(Callback):
         no run is left RUNNING), then the summary of every job so far."""
         sweep_dir = sweep_folder(config.hydra.sweep.dir)
         mlflow_config = _mlflow_config(config)
+        abandon_logging(sweep_dir)
         mark_killed(sweep_dir, reason)
         write_sweep_end(sweep_dir, "KILLED", reason)
         if mlflow_config.enabled:
@@ -193,29 +197,6 @@ class SweepTracking(Callback):
         stopped = f"KILLED: job {', '.join(killed)}" if killed else "none was running"
         what = f"sweep {sweep_dir} ({finished} {'job' if finished == 1 else 'jobs'} finished; {stopped})"
         return interrupts.Stopped(what, {"hydra.sweep.dir": str(sweep_dir)})
-
-
-def _log_finished_jobs(cfg: MlflowConfig, sweep_dir: Path, parent_run_id: str, parent_existed: bool) -> None:
-    """A resumed sweep's FINISHED jobs whose runs this store lacks are logged from their folders: all
-    of them where the store had no parent run (a tracking database removed, or another store), and
-    those the store refused before (their tracking.json says why). A job that runs again is logged
-    as it ends."""
-    from pipeline.tracking.job_record import log_job_folder
-
-    def lacking(job_dir: Path) -> bool:
-        state = tracking_state(job_dir)
-        return not parent_existed or "run_id" not in state or state.get("tracking_uri") != cfg.tracking_uri
-
-    jobs = [job for job in job_folders(sweep_dir) if job_done(job) and lacking(job)]
-    if not jobs:
-        return
-    print(f"logging {len(jobs)} finished jobs of {sweep_dir} that the MLflow store lacks, from their folders")
-    for job_dir in jobs:
-        try:
-            log_job_folder(job_dir, cfg, parent_run_id)
-        except TrackingError as exc:
-            print(f"warning: {exc}; later: python -m pipeline.tracking resync {sweep_dir}", file=sys.stderr)
-            return
 
 
 def _cleanup_key(sweep_dir: Path) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from pipeline.core.job_folder import job_times, start_job, write_job_status
 from pipeline.core.sweep_state import job_done, mark_killed, overrides_difference, sweep_difference
 
 
-def job(sweep: Path, name: str, status: str, *, logged: bool = True, pid: int | None = None) -> Path:
+def job(sweep: Path, name: str, status: str, *, pid: int | None = None) -> Path:
     folder = sweep / name
     (folder / ".hydra").mkdir(parents=True)
     (folder / ".hydra" / "overrides.yaml").write_text(yaml.safe_dump([f"batch_size={name}"]))
@@ -29,14 +30,12 @@ def job(sweep: Path, name: str, status: str, *, logged: bool = True, pid: int | 
         (folder / "job_status.json").write_text(json.dumps({**record, "pid": pid}))
     if status != "RUNNING":
         write_job_status(folder, status)
-    if logged:
-        (folder / "tracking.json").write_text("{}")
     return folder
 
 
-def test_a_job_is_done_once_finished_and_logged(tmp_path: Path) -> None:
+def test_a_job_is_done_once_finished_whether_or_not_its_run_was_made(tmp_path: Path) -> None:
+    # Its run is made from the folder by the sweep process (the one that resumes it, too).
     assert job_done(job(tmp_path, "0", "FINISHED"))
-    assert not job_done(job(tmp_path, "1", "FINISHED", logged=False))  # stopped while logging
     for n, status in enumerate(("FAILED", "KILLED", "SKIPPED", "RUNNING"), start=2):
         assert not job_done(job(tmp_path, str(n), status))
 
@@ -44,20 +43,21 @@ def test_a_job_is_done_once_finished_and_logged(tmp_path: Path) -> None:
 def test_an_interrupt_kills_what_had_not_ended_and_leaves_the_rest(tmp_path: Path) -> None:
     done = job(tmp_path, "0", "FINISHED")
     failed = job(tmp_path, "1", "FAILED")
-    logging = job(tmp_path, "2", "FINISHED", logged=False)
-    dead = job(tmp_path, "3", "RUNNING", logged=False, pid=2**22 + 1)  # above Linux's pid_max
-    alive = job(tmp_path, "4", "RUNNING", logged=False, pid=os.getppid())  # another live process
-    ours = job(tmp_path, "5", "RUNNING", logged=False)
+    unlogged = job(tmp_path, "2", "FINISHED")  # its run not made yet: its work is done
+    dead = job(tmp_path, "3", "RUNNING", pid=2**22 + 1)  # above Linux's pid_max
+    alive = job(tmp_path, "4", "RUNNING", pid=os.getppid())  # another live process
+    ours = job(tmp_path, "5", "RUNNING")
     killed = mark_killed(tmp_path, "interrupted by SIGINT")
-    assert killed == [logging, dead, ours]
+    assert killed == [dead, ours]
     statuses = {
-        p.name: json.loads((p / "job_status.json").read_text()) for p in (done, failed, alive, *killed)
+        p.name: json.loads((p / "job_status.json").read_text())
+        for p in (done, failed, unlogged, alive, *killed)
     }
     assert {n: s["status"] for n, s in statuses.items()} == {
         "0": "FINISHED",
         "1": "FAILED",
+        "2": "FINISHED",
         "4": "RUNNING",
-        "2": "KILLED",
         "3": "KILLED",
         "5": "KILLED",
     }
@@ -109,4 +109,22 @@ def test_a_signal_a_library_swallowed_is_raised_again() -> None:
     assert interrupts.received() == signal.SIGTERM
     with pytest.raises(interrupts.Terminated):
         interrupts.raise_if_received()
+    interrupts.forget()
+
+
+def test_a_signal_that_lands_in_a_finalizer_is_raised_after_it(capfd: pytest.CaptureFixture[str]) -> None:
+    """Python drops an exception raised in `__del__` or a weakref callback (printing "Exception
+    ignored"): a Ctrl-C the GC happened to catch there would be lost."""
+
+    class SignalledWhileCollected:
+        def __del__(self) -> None:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)  # the handler runs here, inside the finalizer
+
+    interrupts.forget()
+    with interrupts.handled(), pytest.raises(KeyboardInterrupt):
+        SignalledWhileCollected()
+        time.sleep(5)
+    assert "Exception ignored" not in capfd.readouterr().err
+    assert interrupts.received() == signal.SIGINT
     interrupts.forget()

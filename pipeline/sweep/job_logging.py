@@ -1,0 +1,136 @@
+"""A sweep's jobs become their MLflow runs in the sweep's own process, as they end.
+
+Workers (the basic launcher's loop, joblib's processes, Ray's workers on any node) only write job
+folders; a thread of the sweep process finds the folders whose jobs ended and makes each its run
+(`log_job_folder`, the same call as a single run and `resync`), nested under the sweep's parent
+run. So no worker imports MLflow or opens the store (about 3 s per worker process, bench.launchers),
+and only the machine that runs the sweep needs to reach the store: a SQLite store serves a
+sweep on a Ray cluster too.
+
+When the sweep (process) starts, the jobs that FINISHED before it and that the store lacks are
+logged first: all of them where the store did not have the sweep's parent run (the database
+removed, another store), else those whose tracking.json names no run in this store (a store
+that refused them). Jobs that will run again (KILLED, FAILED, a damaged folder) are left to
+their new attempt. From then on a job is due once its folder says FINISHED or FAILED for an
+attempt this logger has not seen. Each attempt is tried once: a job the store refused is named
+at the sweep's end and logged by the next run of the same command (or `resync`).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from contextlib import suppress
+from pathlib import Path
+
+from pipeline.core.errors import TrackingError
+from pipeline.core.job_folder import job_status
+from pipeline.core.sweep_state import job_done, job_folders
+from pipeline.options.tracking import MlflowConfig
+from pipeline.tracking.job_record import log_job_folder, tracking_state
+
+POLL_SECONDS = 0.5
+# An interrupt waits this long for the run being logged, then leaves it to the resume.
+STOP_WAIT_SECONDS = 10.0
+_LOGGED_STATUSES = ("FINISHED", "FAILED")
+
+
+class JobLogger:
+    def __init__(self, cfg: MlflowConfig, sweep_dir: Path, parent_run_id: str) -> None:
+        self.cfg = cfg
+        self.sweep_dir = sweep_dir
+        self.parent_run_id = parent_run_id
+        self._seen: set[tuple[Path, str]] = set()  # (job folder, attempt start): logged or left
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def _ended(self) -> list[tuple[Path, str]]:
+        """The attempts whose jobs ended FINISHED or FAILED and that this logger has not seen."""
+        attempts = []
+        for job_dir in job_folders(self.sweep_dir):
+            status = job_status(job_dir)
+            attempt = (job_dir, str(status.get("started_at") or ""))
+            if status["status"] in _LOGGED_STATUSES and attempt not in self._seen:
+                attempts.append(attempt)
+        return attempts
+
+    def catch_up(self, *, parent_existed: bool) -> list[tuple[Path, str]]:
+        """Takes in the jobs that ended before this sweep process: returns those to log now (see the
+        module's docstring); the rest are seen."""
+        due = []
+        for attempt in self._ended():
+            job_dir = attempt[0]
+            if job_done(job_dir) and not (parent_existed and self._recorded(job_dir)):
+                due.append(attempt)
+            else:
+                self._seen.add(attempt)
+        return due
+
+    def _recorded(self, job_dir: Path) -> bool:
+        state = tracking_state(job_dir)
+        return "run_id" in state and state.get("tracking_uri") == self.cfg.tracking_uri
+
+    def log(self, attempts: list[tuple[Path, str]]) -> None:
+        """Makes each attempt's folder its run, until `stop` is asked (the rest stay due)."""
+        for attempt in attempts:
+            if self._stop.is_set():
+                break
+            self._seen.add(attempt)
+            with suppress(TrackingError):  # its tracking.json says why; the sweep's end names it
+                log_job_folder(attempt[0], self.cfg, self.parent_run_id)
+
+    def log_due(self) -> None:
+        """Logs the attempts that ended since the last call."""
+        self.log(self._ended())
+
+    def start(self) -> None:
+        """Logs jobs in a thread of this process as they end, until `stop`."""
+        self._thread = threading.Thread(target=self._watch, name="sweep-job-logger", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(POLL_SECONDS):
+            try:
+                self.log_due()
+            except Exception as exc:  # a folder read amiss must not end the logging of the rest
+                print(f"warning: logging the sweep's jobs: {type(exc).__name__}: {exc}", file=sys.stderr)
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Ends the thread after the run it is logging (waiting at most `timeout` seconds)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._stop.clear()
+
+
+# The loggers of the sweeps this process runs, by sweep folder: Hydra's callback object is pickled
+# into joblib and Ray workers, so it holds no thread.
+_running: dict[Path, JobLogger] = {}
+
+
+def start_logging(cfg: MlflowConfig, sweep_dir: Path, parent_run_id: str, *, parent_existed: bool) -> None:
+    """Logs the jobs that finished before this sweep process started and the store lacks (a resumed
+    sweep), then starts logging the rest as they end."""
+    logger = JobLogger(cfg, sweep_dir, parent_run_id)
+    if jobs := logger.catch_up(parent_existed=parent_existed):
+        print(
+            f"logging {len(jobs)} finished jobs of {sweep_dir} that the MLflow store lacks, from their files"
+        )
+        logger.log(jobs)
+    logger.start()
+    _running[sweep_dir] = logger
+
+
+def finish_logging(sweep_dir: Path) -> None:
+    """The sweep has ended: every ended job still due is logged, here and now."""
+    if (logger := _running.pop(sweep_dir, None)) is not None:
+        logger.stop()
+        logger.log_due()
+
+
+def abandon_logging(sweep_dir: Path) -> None:
+    """After an interrupt: the run being logged ends (within STOP_WAIT_SECONDS), the rest wait for
+    the resume, which logs them from their folders."""
+    if (logger := _running.pop(sweep_dir, None)) is not None:
+        logger.stop(STOP_WAIT_SECONDS)
