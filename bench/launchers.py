@@ -18,7 +18,8 @@ convert + optimize) is timed once to give the per-node cost of a cluster.
 Where the time goes comes from the job folders' own clocks (job_status.json's started_at and
 ended_at, tracking.json's logging time): the start-up before the first job, the wind-down after
 the last, and for each job that a worker runs after another one, the time from one job's start
-to the next one's in that worker, less the time in the model (the marginal cost of a job).
+to the next one's in that worker, less the time in the model (the marginal cost of a job). The
+sweep process makes each job folder its run (pipeline/sweep/job_logging.py) while the jobs run.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ LAUNCHERS = {
 }
 RAY_JOINED = ["hydra/launcher=ray", "hydra.launcher.ray.remote.num_cpus=1", "device.num_threads=1"]
 PARALLEL = {"basic": 1, "joblib": 2, "ray": 2, "ray (joined)": 2}
-# What a fresh worker process imports before and while it runs its first job, in this order.
+# What a fresh process imports, in this order: a worker the first three, the sweep process all.
 IMPORTS = [
     ("hydra and the pipeline's job", "pipeline.job"),
     ("ONNX Runtime", "onnxruntime"),
@@ -112,10 +113,10 @@ def where_time_goes(sweep: Path, began: float, wall: float) -> dict[str, float]:
             {
                 "pid": status["pid"],
                 "start": start,
+                "end": end,
                 "work": end - start,
                 "model": _job_model_seconds(folder),
                 "log": tracking["log_seconds"],
-                "logged": end + tracking["log_seconds"],
             }
         )
     by_worker: dict[int, list[dict[str, float]]] = {}
@@ -125,14 +126,12 @@ def where_time_goes(sweep: Path, began: float, wall: float) -> dict[str, float]:
         b["start"] - a["start"] - a["model"] for run in by_worker.values() for a, b in itertools.pairwise(run)
     ]
     later = [job for run in by_worker.values() for job in run[1:]]
-    firsts = [run[0] for run in by_worker.values()]
     return {
         "start-up": min(j["start"] for j in jobs) - began,
-        "wind-down": began + wall - max(j["logged"] for j in jobs),
-        "first job's logging (imports MLflow)": statistics.mean(j["log"] for j in firsts),
+        "wind-down": began + wall - max(j["end"] for j in jobs),
         "per job": statistics.median(following) if following else float("nan"),
         "job outside the model": statistics.median(j["work"] - j["model"] for j in later or jobs),
-        "logging": statistics.median(j["log"] for j in later or jobs),
+        "logging (sweep process)": statistics.median(j["log"] for j in jobs),
     }
 
 
@@ -255,14 +254,16 @@ def main() -> None:
         *table(["launcher", "jobs", "parallel jobs", "wall s", "in the model s", "overhead per job s"], rows),
         "",
         "Where the time goes, in seconds, from the job folders' clocks: start-up (the process until "
-        "the first job starts), wind-down (after the last job's logging: summary, plots, parent run, "
-        "workers and Ray stopping), the first logging call of each worker (it imports MLflow), and the "
-        "medians for a job that follows another in its worker: start to next start less the time in "
-        "the model (per job), of which the job's own work outside the model and its logging.",
+        "the first job starts), wind-down (after the last job ended: its run, summary, plots, parent "
+        "run, workers and Ray stopping), and the medians for a job that follows another in its worker: "
+        "start to next start less the time in the model (per job), of which the job's own work outside "
+        "the model; and the median time the sweep process takes to make a job folder its run (in a "
+        "thread, while the jobs run).",
         "",
         *table(parts_header, parts_rows),
         "",
-        "What a fresh worker process imports (seconds, in this order, one process): "
+        "What a fresh process imports (seconds, in this order, one process; a worker the first three, "
+        "the sweep process MLflow and its store too): "
         + ", ".join(f"{name} {seconds:.1f}" for name, seconds in imports)
         + ".",
         "",

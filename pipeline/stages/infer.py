@@ -12,6 +12,7 @@ from tqdm import tqdm
 
 from pipeline.core.data import Inputs
 from pipeline.core.errors import ModelError
+from pipeline.core.measuring import MEASUREMENT
 from pipeline.core.tokenizer import Encoded, Tokenizer
 from pipeline.options.config import Config, InferConfig
 from pipeline.runtimes.base import Engine
@@ -138,16 +139,18 @@ def infer(
 def run_texts(
     config: Config, inputs: Inputs, tokenizer: Tokenizer, engine: Engine, desc: str
 ) -> InferenceResult:
-    """`infer` with this config's batching and padding."""
-    return infer(
-        inputs,
-        tokenizer,
-        engine,
-        config.infer,
-        batch_size=config.batch_size,
-        max_seq_length=config.max_seq_length,
-        desc=desc,
-    )
+    """`infer` with this config's batching and padding, as a job measures it: timed alone in this
+    process (pipeline.core.measuring)."""
+    with MEASUREMENT:
+        return infer(
+            inputs,
+            tokenizer,
+            engine,
+            config.infer,
+            batch_size=config.batch_size,
+            max_seq_length=config.max_seq_length,
+            desc=desc,
+        )
 
 
 def check_label_count(n_outputs: int, labels: list[str], label_file: Path) -> None:

@@ -57,7 +57,6 @@ from pipeline.tracking.sweep_record import (
     SWEEP_DIR_TAG,
     end_sweep_runs,
     log_sweep_folder,
-    open_sweep_run,
     sweep_folder,
 )
 
@@ -133,16 +132,10 @@ class SweepTracking(Callback):
         if not mlflow_config.enabled:
             return
         try:
-            run_id, existed = open_sweep_run(mlflow_config, sweep_dir, reopen=True)
+            start_logging(mlflow_config, sweep_dir)
         except CredentialsRefused as exc:  # every job would be refused too: say it once, run nothing
             print(f"error: {exc}; nothing ran", file=sys.stderr)
             sys.exit(2)
-        except TrackingError as exc:
-            print(f"warning: {exc} -- the sweep runs on; its folders keep every result", file=sys.stderr)
-            return
-        if existed:
-            print(f"continuing the sweep in {sweep_dir} (MLflow parent run {run_id})")
-        start_logging(mlflow_config, sweep_dir, run_id, parent_existed=existed)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = sweep_folder(config.hydra.sweep.dir)

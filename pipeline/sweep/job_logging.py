@@ -7,7 +7,10 @@ run. So no worker imports MLflow or opens the store (about 3 s per worker proces
 and only the machine that runs the sweep needs to reach the store: a SQLite store serves a
 sweep on a Ray cluster too.
 
-When the sweep (process) starts, the jobs that FINISHED before it and that the store lacks are
+The thread first opens the sweep's parent run (importing MLflow and opening the store, seconds
+that overlap the first jobs' start): only a tracking server, which may refuse the credentials,
+is opened before any job runs, so that a refusal stops the sweep before it starts. Then the jobs
+that FINISHED before this sweep process and that the store lacks are
 logged first: all of them where the store did not have the sweep's parent run (the database
 removed, another store), else those whose tracking.json names no run in this store (a store
 that refused them). Jobs that will run again (KILLED, FAILED, a damaged folder) are left to
@@ -25,9 +28,12 @@ from pathlib import Path
 
 from pipeline.core.errors import TrackingError
 from pipeline.core.job_folder import job_status
+from pipeline.core.measuring import MEASUREMENT
 from pipeline.core.sweep_state import job_done, job_folders
 from pipeline.options.tracking import MlflowConfig
 from pipeline.tracking.job_record import log_job_folder, tracking_state
+from pipeline.tracking.store import CredentialsRefused, is_server
+from pipeline.tracking.sweep_record import open_sweep_run
 
 POLL_SECONDS = 0.5
 # An interrupt waits this long for the run being logged, then leaves it to the resume.
@@ -36,10 +42,11 @@ _LOGGED_STATUSES = ("FINISHED", "FAILED")
 
 
 class JobLogger:
-    def __init__(self, cfg: MlflowConfig, sweep_dir: Path, parent_run_id: str) -> None:
+    def __init__(self, cfg: MlflowConfig, sweep_dir: Path) -> None:
         self.cfg = cfg
         self.sweep_dir = sweep_dir
-        self.parent_run_id = parent_run_id
+        self.parent_run_id: str | None = None  # None: jobs find it by its tag, or nest under none
+        self.opened = False
         self._seen: set[tuple[Path, str]] = set()  # (job folder, attempt start): logged or left
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -53,6 +60,21 @@ class JobLogger:
             if status["status"] in _LOGGED_STATUSES and attempt not in self._seen:
                 attempts.append(attempt)
         return attempts
+
+    def open(self) -> None:
+        """Opens the sweep's parent run (RUNNING again where the sweep goes on in its folder), then
+        logs the jobs that finished before and that the store lacks. Raises TrackingError."""
+        with MEASUREMENT:
+            run_id, existed = open_sweep_run(self.cfg, self.sweep_dir, reopen=True)
+        self.parent_run_id = run_id
+        if existed:
+            print(f"continuing the sweep in {self.sweep_dir} (MLflow parent run {run_id})")
+        if jobs := self.catch_up(parent_existed=existed):
+            print(
+                f"logging {len(jobs)} finished jobs of {self.sweep_dir} that the MLflow store lacks, "
+                "from their files"
+            )
+            self.log(jobs)
 
     def catch_up(self, *, parent_existed: bool) -> list[tuple[Path, str]]:
         """Takes in the jobs that ended before this sweep process: returns those to log now (see the
@@ -76,7 +98,7 @@ class JobLogger:
             if self._stop.is_set():
                 break
             self._seen.add(attempt)
-            with suppress(TrackingError):  # its tracking.json says why; the sweep's end names it
+            with MEASUREMENT, suppress(TrackingError):  # its tracking.json says why; the end names it
                 log_job_folder(attempt[0], self.cfg, self.parent_run_id)
 
     def log_due(self) -> None:
@@ -84,11 +106,27 @@ class JobLogger:
         self.log(self._ended())
 
     def start(self) -> None:
-        """Logs jobs in a thread of this process as they end, until `stop`."""
+        """Opens (unless `open` did) and logs jobs in a thread of this process as they end, until `stop`."""
         self._thread = threading.Thread(target=self._watch, name="sweep-job-logger", daemon=True)
         self._thread.start()
 
+    def open_or_warn(self) -> None:
+        """`open`; a store that fails is a warning (CredentialsRefused is raised): the jobs run on,
+        each is tried when it ends, and the sweep's end names those the store did not take."""
+        self.opened = True
+        try:
+            self.open()
+        except CredentialsRefused:
+            raise
+        except TrackingError as exc:
+            print(f"warning: {exc} -- the sweep runs on; its folders keep every result", file=sys.stderr)
+
     def _watch(self) -> None:
+        if not self.opened:
+            try:
+                self.open_or_warn()
+            except CredentialsRefused as exc:  # a SQLite store has no accounts: not met here
+                print(f"warning: {exc}", file=sys.stderr)
         while not self._stop.wait(POLL_SECONDS):
             try:
                 self.log_due()
@@ -109,15 +147,12 @@ class JobLogger:
 _running: dict[Path, JobLogger] = {}
 
 
-def start_logging(cfg: MlflowConfig, sweep_dir: Path, parent_run_id: str, *, parent_existed: bool) -> None:
-    """Logs the jobs that finished before this sweep process started and the store lacks (a resumed
-    sweep), then starts logging the rest as they end."""
-    logger = JobLogger(cfg, sweep_dir, parent_run_id)
-    if jobs := logger.catch_up(parent_existed=parent_existed):
-        print(
-            f"logging {len(jobs)} finished jobs of {sweep_dir} that the MLflow store lacks, from their files"
-        )
-        logger.log(jobs)
+def start_logging(cfg: MlflowConfig, sweep_dir: Path) -> None:
+    """Starts making the sweep's jobs into runs as they end (see the module's docstring). Raises
+    CredentialsRefused where a tracking server refuses them, before any job runs."""
+    logger = JobLogger(cfg, sweep_dir)
+    if is_server(cfg.tracking_uri):
+        logger.open_or_warn()
     logger.start()
     _running[sweep_dir] = logger
 

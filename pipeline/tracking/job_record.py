@@ -12,6 +12,7 @@ earlier attempt, which goes to MLflow's trash.
 from __future__ import annotations
 
 import json
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,7 @@ def log_job_folder(job_dir: Path, cfg: MlflowConfig, parent_run_id: str | None =
         "run_id": run_id,
         "runs_page": store.runs_page(),
         "log_seconds": round(time.perf_counter() - started, 3),  # the store's speed, for operators
+        "logged_by_pid": os.getpid(),  # a sweep's own process, not its job's worker
     }
     write_json(job.path / TRACKING_FILE, state)
     return run_id

@@ -103,6 +103,17 @@ def test_hydra_mistakes_read_like_ours(args: list[str], expected: str, run_cli: 
     assert one_error_line(run_cli(*args)).startswith(expected)
 
 
+def test_a_bad_value_late_in_a_new_sweep_stops_it_before_any_job_runs(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    # Each value is composed once, by the first job that brings it (not every job, as Hydra's sweeper).
+    result = run_cli("-m", "precision=fp32,int8", "batch_size=8,many", "hydra.sweep.dir=sweep")
+    assert one_error_line(result).startswith(
+        "error: batch_size=many: Value 'many' of type 'str' could not be converted to Integer"
+    )
+    assert not any(p.name.isdigit() for p in (tmp_path / "sweep").iterdir())
+
+
 def test_hydra_full_error_still_gives_the_whole_trace(run_cli: RunCli) -> None:
     result = run_cli("no_such_key=1", env={"HYDRA_FULL_ERROR": "1"})
     assert result.returncode != 0 and "Traceback" in result.stderr and "no_such_key" in result.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import mlflow
@@ -49,6 +50,10 @@ def test_parallel_joblib_sweep_loses_no_run(
     assert parent.data.metrics["jobs"] == 4 and parent.data.metrics["jobs_failed"] == 0
 
     sweep = tmp_path / "sweep"
+    # The sweep's own process made every run; the workers that ran the jobs never opened the store.
+    loggers = {json.loads((sweep / str(n) / "tracking.json").read_text())["logged_by_pid"] for n in range(4)}
+    workers = {json.loads((sweep / str(n) / "job_status.json").read_text())["pid"] for n in range(4)}
+    assert len(loggers) == 1 and not loggers & workers, (loggers, workers)
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert len(rows) == 4 and all(r["status"] == "FINISHED" and float(r["latency_ms"]) > 0 for r in rows)
     assert (sweep / "summary.md").read_text().count("FINISHED |") == 4
