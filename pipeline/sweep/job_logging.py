@@ -50,6 +50,8 @@ class JobLogger:
         self._seen: set[tuple[Path, str]] = set()  # (job folder, attempt start): logged or left
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # Before any job of this process runs: the jobs that ended earlier (`catch_up`).
+        self._before = self._ended()
 
     def _ended(self) -> list[tuple[Path, str]]:
         """The attempts whose jobs ended FINISHED or FAILED and that this logger has not seen."""
@@ -80,7 +82,7 @@ class JobLogger:
         """Takes in the jobs that ended before this sweep process: returns those to log now (see the
         module's docstring); the rest are seen."""
         due = []
-        for attempt in self._ended():
+        for attempt in self._before:
             job_dir = attempt[0]
             if job_done(job_dir) and not (parent_existed and self._recorded(job_dir)):
                 due.append(attempt)
