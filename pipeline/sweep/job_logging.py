@@ -66,6 +66,7 @@ class JobLogger:
     def open(self) -> None:
         """Opens the sweep's parent run (RUNNING again where the sweep goes on in its folder), then
         logs the jobs that finished before and that the store lacks. Raises TrackingError."""
+        self.opened = True
         with MEASUREMENT:
             run_id, existed = open_sweep_run(self.cfg, self.sweep_dir, reopen=True)
         self.parent_run_id = run_id
@@ -115,7 +116,6 @@ class JobLogger:
     def open_or_warn(self) -> None:
         """`open`; a store that fails is a warning (CredentialsRefused is raised): the jobs run on,
         each is tried when it ends, and the sweep's end names those the store did not take."""
-        self.opened = True
         try:
             self.open()
         except CredentialsRefused:
