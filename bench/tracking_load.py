@@ -6,9 +6,10 @@
 Each job is the demo model on 256 dev reviews (`infer.predict_data=false`): short, so that the
 sweep is mostly the jobs' tracking. Recorded per backend: jobs per minute (the sweep's wall time),
 the slowest and median logging call (`log_seconds` in each job's tracking.json: the job folder made
-into its run by the sweep's own process, LoggedModel, dataset and artifacts included), and runs lost (jobs without a FINISHED
-run holding their accuracy: must be 0). Then 8 `python -m pipeline.tracking resync SWEEP_DIR`
-processes at once into a fresh experiment of the same server: one parent, 32 children, none twice.
+into its run by the sweep's own process, LoggedModel, dataset and artifacts included), and runs
+lost (jobs without a FINISHED run holding their accuracy: must be 0). Then 8 `python -m
+pipeline.tracking resync SWEEP_DIR` processes at once into a fresh experiment of the same server:
+one parent, 32 children, none twice.
 """
 
 from __future__ import annotations
@@ -156,9 +157,9 @@ def main() -> None:
         "launcher, 4 jobs at a time (4 Ray CPUs, 1 per job, 1 thread each), the demo model on 256 dev "
         "reviews, "
         "logging into a real `mlflow server` (2 workers, artifacts served) on SQLite, then on a PostgreSQL "
-        "15 of its own. `log s`: each job's whole logging call (its folder made into a run by the sweep's process: params, "
-        "metrics, tags, dataset, LoggedModel, artifacts). Runs lost: jobs without a FINISHED run holding "
-        "their accuracy. "
+        "15 of its own. `log s`: each job's whole logging call (its folder made into a run by the sweep's "
+        "process: params, metrics, tags, dataset, LoggedModel, artifacts). Runs lost: jobs without a "
+        "FINISHED run holding their accuracy. "
         f"Then {args.resyncs} `resync SWEEP_DIR` at once into a fresh experiment of the same server.",
         "",
         *machine_lines(),
