@@ -46,8 +46,10 @@ class JobLogger:
         self.cfg = cfg
         self.sweep_dir = sweep_dir
         self.parent_run_id: str | None = None  # None: jobs find it by its tag, or nest under none
-        self.opened = False
         self._seen: set[tuple[Path, str]] = set()  # (job folder, attempt start): logged or left
+        # Folders whose attempt in this process is logged: a sweep process runs a job once, so
+        # polls stop reading their status (hundreds of files every half second in a large sweep).
+        self._final: set[Path] = set()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # Before any job of this process runs: the jobs that ended earlier (`catch_up`).
@@ -57,6 +59,8 @@ class JobLogger:
         """The attempts whose jobs ended FINISHED or FAILED and that this logger has not seen."""
         attempts = []
         for job_dir in job_folders(self.sweep_dir):
+            if job_dir in self._final:
+                continue
             status = job_status(job_dir)
             attempt = (job_dir, str(status.get("started_at") or ""))
             if status["status"] in _LOGGED_STATUSES and attempt not in self._seen:
@@ -66,7 +70,6 @@ class JobLogger:
     def open(self) -> None:
         """Opens the sweep's parent run (RUNNING again where the sweep goes on in its folder), then
         logs the jobs that finished before and that the store lacks. Raises TrackingError."""
-        self.opened = True
         with MEASUREMENT:
             run_id, existed = open_sweep_run(self.cfg, self.sweep_dir, reopen=True)
         self.parent_run_id = run_id
@@ -101,6 +104,8 @@ class JobLogger:
             if self._stop.is_set():
                 break
             self._seen.add(attempt)
+            if attempt not in self._before:  # an attempt from before may run again (a resume)
+                self._final.add(attempt[0])
             with MEASUREMENT, suppress(TrackingError):  # its tracking.json says why; the end names it
                 log_job_folder(attempt[0], self.cfg, self.parent_run_id)
 
@@ -108,14 +113,18 @@ class JobLogger:
         """Logs the attempts that ended since the last call."""
         self.log(self._ended())
 
-    def start(self) -> None:
-        """Opens (unless `open` did) and logs jobs in a thread of this process as they end, until `stop`."""
-        self._thread = threading.Thread(target=self._watch, name="sweep-job-logger", daemon=True)
+    def start(self, *, opening: bool) -> None:
+        """Logs jobs in a thread of this process as they end, until `stop`; `opening`: the thread
+        opens the parent run first (`open_or_warn`)."""
+        self._thread = threading.Thread(
+            target=self._watch, args=(opening,), name="sweep-job-logger", daemon=True
+        )
         self._thread.start()
 
     def open_or_warn(self) -> None:
-        """`open`; a store that fails is a warning (CredentialsRefused is raised): the jobs run on,
-        each is tried when it ends, and the sweep's end names those the store did not take."""
+        """`open`; a store that fails is a warning (CredentialsRefused, which only a tracking server
+        answers, is raised): the jobs run on, each is tried when it ends, and the sweep's end names
+        those the store did not take."""
         try:
             self.open()
         except CredentialsRefused:
@@ -123,12 +132,9 @@ class JobLogger:
         except TrackingError as exc:
             print(f"warning: {exc} -- the sweep runs on; its folders keep every result", file=sys.stderr)
 
-    def _watch(self) -> None:
-        if not self.opened:
-            try:
-                self.open_or_warn()
-            except CredentialsRefused as exc:  # a SQLite store has no accounts: not met here
-                print(f"warning: {exc}", file=sys.stderr)
+    def _watch(self, opening: bool) -> None:
+        if opening:
+            self.open_or_warn()
         while not self._stop.wait(POLL_SECONDS):
             try:
                 self.log_due()
@@ -153,9 +159,10 @@ def start_logging(cfg: MlflowConfig, sweep_dir: Path) -> None:
     """Starts making the sweep's jobs into runs as they end (see the module's docstring). Raises
     CredentialsRefused where a tracking server refuses them, before any job runs."""
     logger = JobLogger(cfg, sweep_dir)
-    if is_server(cfg.tracking_uri):
+    server = is_server(cfg.tracking_uri)
+    if server:
         logger.open_or_warn()
-    logger.start()
+    logger.start(opening=not server)
     _running[sweep_dir] = logger
 
 

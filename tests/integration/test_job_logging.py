@@ -89,7 +89,7 @@ def test_the_logging_waits_while_a_job_of_its_process_times_its_model(
     logger.open()
     job = sweep_job(config, sweep, 0, "batch_size=8")
     with MEASUREMENT:  # the next job times its model
-        logger.start()
+        logger.start(opening=False)
         time.sleep(3 * 0.5 + 1)
         assert not (job / "tracking.json").exists(), "logged during a timed section"
     deadline = time.monotonic() + 60
