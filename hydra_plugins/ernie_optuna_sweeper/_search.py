@@ -61,6 +61,7 @@ OWNER_ATTR = "search:owner"  # trial: the search that runs it (host:pid)
 OVERRIDES_ATTR = "search:overrides"  # trial: its job's overrides
 FAILURE_ATTR = "search:failure"  # trial: why its job failed (a FAIL that counts as a trial done)
 INTERRUPTED_ATTR = "search:interrupted"  # trial: its search was interrupted; a copy runs again
+SURPLUS_ATTR = "search:surplus"  # trial: asked when another search had taken the study's last place
 # trial: its job folder: its own number, or for a copy of a trial that was cut short (an
 # interrupt, a search that died) the folder of the trial it copies, where it runs again.
 FOLDER_ATTR = "search:folder"
@@ -610,6 +611,21 @@ def counts_as_done(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and FAILURE_ATTR in trial.user_attrs
 
 
+def takes_a_place(trial: FrozenTrial) -> bool:
+    """Done, running, or waiting to run (a copy): a trial that holds one of the `n_trials` places."""
+    return counts_as_done(trial) or trial.state in (TrialState.RUNNING, TrialState.WAITING)
+
+
+def surplus(trials: Sequence[FrozenTrial], number: int, n_trials: int) -> bool:
+    """Whether trial `number` came after the study's places were all taken.
+
+    Two searches that both see one place left both ask: counting what is taken before asking cannot
+    stop that on a storage without locks. Afterwards the study's numbering settles it the same way
+    for every search: the trials with lower numbers hold the places first. No lock, and any storage.
+    """
+    return sum(1 for t in trials if t.number < number and takes_a_place(t)) >= n_trials
+
+
 @dataclass
 class Batch:
     trials: list[optuna.Trial]
@@ -702,6 +718,15 @@ class Search:
             with warnings.catch_warnings():  # heartbeats outside Study.optimize: this class records them
                 warnings.filterwarnings("ignore", message="Heartbeat of storage")
                 trial = self.study.ask()
+            if surplus(self.study.get_trials(deepcopy=False), trial.number, self.n_trials):
+                log.info(
+                    "Trial %d not run: another search took the study's last place meanwhile", trial.number
+                )
+                trial.set_user_attr(
+                    SURPLUS_ATTR, "asked when the study's n_trials places were taken; not run"
+                )
+                self.close(trial, state=TrialState.FAIL)
+                break
             self.open[trial.number] = trial
             self.heartbeat.add(trial._trial_id)
             trial.set_user_attr(OWNER_ATTR, self.owner)
