@@ -60,11 +60,10 @@ LAUNCHERS = {
 }
 RAY_JOINED = ["hydra/launcher=ray", "hydra.launcher.ray.remote.num_cpus=1", "device.num_threads=1"]
 PARALLEL = {"basic": 1, "joblib": 2, "ray": 2, "ray (joined)": 2}
-# What a fresh process imports, in this order: a worker the first three, the sweep process all.
+# What a fresh process imports, in this order: a worker the first two, the sweep process all.
 IMPORTS = [
     ("hydra and the pipeline's job", "pipeline.job"),
     ("ONNX Runtime", "onnxruntime"),
-    ("matplotlib (confusion matrix)", "matplotlib.figure"),
     ("MLflow", "mlflow"),
     ("MLflow's SQLite store (SQLAlchemy, alembic)", "mlflow.store.tracking.sqlalchemy_store"),
 ]
@@ -262,7 +261,7 @@ def main() -> None:
         "",
         *table(parts_header, parts_rows),
         "",
-        "What a fresh process imports (seconds, in this order, one process; a worker the first three, "
+        "What a fresh process imports (seconds, in this order, one process; a worker the first two, "
         "the sweep process MLflow and its store too): "
         + ", ".join(f"{name} {seconds:.1f}" for name, seconds in imports)
         + ".",

@@ -24,7 +24,7 @@ METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.jsonl"
 PER_CLASS_FILE = "per_class.md"
 PER_CLASS_TABLE = "per_class.json"
-CONFUSION_FILE = "confusion_matrix.png"
+CONFUSION_FILE = "confusion_matrix.svg"
 # RUNNING (started_at, host, pid) from the job's start; then FINISHED | FAILED | SKIPPED | KILLED,
 # the error and ended_at. A job's MLflow run takes its start and end times from here.
 JOB_STATUS_FILE = "job_status.json"

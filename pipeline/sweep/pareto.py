@@ -8,7 +8,7 @@ import io
 from pathlib import Path
 
 from pipeline.core.files import atomic_write_text
-from pipeline.core.plots import new_figure, save_figure
+from pipeline.core.plots import COLORS, GREY, Series, chart
 from pipeline.sweep.summary import number
 
 
@@ -45,7 +45,7 @@ def pareto_front(rows: list[dict[str, object]], quality: str = "accuracy") -> li
 
 
 def write_pareto(sweep_dir: Path, rows: list[dict[str, object]], quality: str = "accuracy") -> list[Path]:
-    """pareto.csv, pareto.md and pareto_front.png in the sweep folder (nothing when no job finished)."""
+    """pareto.csv, pareto.md and pareto_front.svg in the sweep folder (nothing when no job finished)."""
     on_front = _front(rows, quality)
     front = [row for row, _ in on_front]
     if not front:
@@ -68,20 +68,15 @@ def write_pareto(sweep_dir: Path, rows: list[dict[str, object]], quality: str = 
     atomic_write_text(sweep_dir / "pareto.md", "\n".join(lines) + "\n")
 
     done = [point for _, point in _measured(rows, quality)]
-    figure, axes = new_figure(6, 4)
-    axes.scatter([t for t, _ in done], [q for _, q in done], color="lightgray", label="jobs")
-    axes.plot(
-        [t for _, (t, _) in on_front],
-        [q for _, (_, q) in on_front],
-        marker="o",
-        color="tab:red",
-        label="front",
-    )
-    for row, point in on_front:
-        axes.annotate(str(row["job"]), point, fontsize=7)
-    axes.set_xlabel("model latency, ms/sample")
-    axes.set_ylabel(quality)
-    axes.set_title(f"{quality} vs latency: Pareto front")
-    axes.legend()
-    save_figure(figure, sweep_dir / "pareto_front.png")
-    return [sweep_dir / "pareto.csv", sweep_dir / "pareto.md", sweep_dir / "pareto_front.png"]
+    chart(
+        sweep_dir / "pareto_front.svg",
+        [
+            Series("jobs", done, color=GREY),
+            Series("front", [point for _, point in on_front], line=True, color=COLORS[3],
+                   notes=[str(row["job"]) for row, _ in on_front]),
+        ],
+        title=f"{quality} vs latency: Pareto front",
+        x_label="model latency, ms/sample",
+        y_label=quality,
+    )  # fmt: skip
+    return [sweep_dir / "pareto.csv", sweep_dir / "pareto.md", sweep_dir / "pareto_front.svg"]

@@ -10,7 +10,7 @@ import yaml
 
 from pipeline.core.files import atomic_write_text
 from pipeline.core.job_folder import METRICS_FILE, job_name, job_overrides, job_status, read_json, swept_names
-from pipeline.core.plots import new_figure, save_figure
+from pipeline.core.plots import Series, chart
 from pipeline.options.tasks import TASKS
 
 SPEED_COLUMNS = ("latency_ms", "batch_latency_p95_ms", "throughput_sps", "e2e_ms", "model_size_mb")
@@ -97,34 +97,39 @@ def write_sweep_summary(sweep_dir: Path) -> list[Path]:
 
 
 def _plots(rows: list[dict[str, object]], sweep_dir: Path, quality: str) -> list[Path]:
-    paths = []
-    figure, axes = new_figure(6, 4)
-
     def series(row: dict[str, object]) -> tuple:
         return (row.get("_device"), row.get("_precision"), row.get("_max_seq_length"))
 
+    lines = []
     for key in sorted({series(r) for r in rows}, key=str):
         measured = [(number(r, "_batch_size"), number(r, "latency_ms")) for r in rows if series(r) == key]
         points = sorted((x, y) for x, y in measured if x is not None and y is not None)
-        label = f"{key[0]} {key[1]}, max_seq_length {key[2]}"
-        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=label)
-    axes.set_xscale("log", base=2)
-    axes.set_xlabel("batch size")
-    axes.set_ylabel("model latency, ms/sample")
-    axes.set_title("Latency vs batch size")
-    axes.legend()
-    paths.append(sweep_dir / "latency_vs_batch_size.png")
-    save_figure(figure, paths[-1])
-
-    figure, axes = new_figure(6, 4)
+        if points:
+            lines.append(Series(f"{key[0]} {key[1]}, max_seq_length {key[2]}", points, line=True))
+    paths = []
+    if lines:
+        paths.append(sweep_dir / "latency_vs_batch_size.svg")
+        chart(
+            paths[-1],
+            lines,
+            title="Latency vs batch size",
+            x_label="batch size",
+            y_label="model latency, ms/sample",
+            log2_x=True,
+        )
+    jobs = Series(None, [])
     for row in rows:
         latency, value = number(row, "latency_ms"), number(row, quality)
         if latency is not None and value is not None:
-            axes.scatter(latency, value)
-            axes.annotate(str(row["overrides"]) or "default", (latency, value), fontsize=7)
-    axes.set_xlabel("model latency, ms/sample")
-    axes.set_ylabel(quality)
-    axes.set_title(f"{quality} vs latency")
-    paths.append(sweep_dir / f"{quality}_vs_latency.png")
-    save_figure(figure, paths[-1])
+            jobs.points.append((latency, value))
+            jobs.notes.append(str(row["job"]))  # its overrides: summary.md
+    if jobs.points:
+        paths.append(sweep_dir / f"{quality}_vs_latency.svg")
+        chart(
+            paths[-1],
+            [jobs],
+            title=f"{quality} vs latency",
+            x_label="model latency, ms/sample",
+            y_label=quality,
+        )
     return paths

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import mlflow
@@ -57,13 +58,13 @@ def test_parallel_joblib_sweep_loses_no_run(
     rows = list(csv.DictReader((sweep / "summary.csv").open()))
     assert len(rows) == 4 and all(r["status"] == "FINISHED" and float(r["latency_ms"]) > 0 for r in rows)
     assert (sweep / "summary.md").read_text().count("FINISHED |") == 4
-    for name in ("latency_vs_batch_size.png", "accuracy_vs_latency.png"):
-        assert (sweep / name).read_bytes()[:4] == b"\x89PNG"
+    for name in ("latency_vs_batch_size.svg", "accuracy_vs_latency.svg"):  # a point per job, at least
+        assert len(list(ET.parse(sweep / name).getroot().iter("{http://www.w3.org/2000/svg}circle"))) >= 4
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path}/mlflow.db")
     parent_artifacts = {a.path for a in client.list_artifacts(parent.info.run_id)}
-    assert {"summary.csv", "summary.md", "latency_vs_batch_size.png", "base_config.yaml"} <= parent_artifacts
+    assert {"summary.csv", "summary.md", "latency_vs_batch_size.svg", "base_config.yaml"} <= parent_artifacts
     child_artifacts = {a.path for a in client.list_artifacts(children[0].info.run_id)}
-    assert {"confusion_matrix.png", "per_class.md", "metrics.json"} <= child_artifacts
+    assert {"confusion_matrix.svg", "per_class.md", "metrics.json"} <= child_artifacts
 
 
 def test_failing_job_is_recorded_and_the_sweep_goes_on(

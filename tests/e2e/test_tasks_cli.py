@@ -63,7 +63,7 @@ def test_a_multi_label_sweep_ranks_by_micro_f1(run_cli: RunCli, tmp_path: Path) 
     assert all(row["status"] == "FINISHED" for row in rows)
     selection = (sweep / "selection.md").read_text(encoding="utf-8")
     assert "micro_f1_delta_vs_fp32 >= -0.005" in selection
-    assert (sweep / "micro_f1_vs_latency.png").is_file() and "micro_f1" in (sweep / "pareto.md").read_text()
+    assert (sweep / "micro_f1_vs_latency.svg").is_file() and "micro_f1" in (sweep / "pareto.md").read_text()
     parents, children = runs_by_kind(f"sqlite:///{tmp_path}/mlflow.db", "tasks-test")
     assert len(parents) == 1 and len(children) == 2
     assert parents[0].data.metrics["best_micro_f1"] == max(c.data.metrics["micro_f1"] for c in children)

@@ -37,7 +37,7 @@ def test_each_task_runs_its_demo_and_writes_its_outputs(task: str, cache_dir: Pa
     per_class = json.loads((tmp_path / "job" / "per_class.json").read_text(encoding="utf-8"))
     assert [row["label"] for row in per_class] == labels
     assert sum(row["support"] for row in per_class) >= metrics["n_samples"]
-    assert (tmp_path / "job" / "confusion_matrix.png").is_file() == definition.single_label
+    assert (tmp_path / "job" / "confusion_matrix.svg").is_file() == definition.single_label
     rows = read_rows(tmp_path / "job" / "predictions.jsonl")
     assert len(rows) == len(config.task.read_inputs(config.dataset_folder()))
     fields = set(definition.line_format.text_fields)

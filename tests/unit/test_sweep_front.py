@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import csv
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
+from pipeline.core.plots import COLORS, GREY
 from pipeline.sweep.pareto import pareto_front, write_pareto
 from pipeline.sweep.summary import number
 
+SVG = "{http://www.w3.org/2000/svg}"
 ROWS: list[dict[str, object]] = [
     {"job": "0", "overrides": "a", "status": "FINISHED", "accuracy": 0.9, "latency_ms": 2.0},
     {"job": "1", "overrides": "b", "status": "FINISHED", "accuracy": 0.8, "latency_ms": 1, "_batch_size": 8},
@@ -36,14 +39,17 @@ def test_a_row_value_is_a_number_only_where_the_job_has_one() -> None:
 
 def test_write_pareto_writes_the_table_and_the_plot(tmp_path: Path) -> None:
     written = write_pareto(tmp_path, ROWS, "accuracy")
-    assert [p.name for p in written] == ["pareto.csv", "pareto.md", "pareto_front.png"]
+    assert [p.name for p in written] == ["pareto.csv", "pareto.md", "pareto_front.svg"]
     table = list(csv.DictReader((tmp_path / "pareto.csv").open()))
     assert [(r["job"], r["accuracy"], r["latency_ms"]) for r in table] == [
         ("1", "0.8", "1"),
         ("3", "0.8", "1.0"),
         ("0", "0.9", "2.0"),
     ]
-    assert (tmp_path / "pareto_front.png").read_bytes()[:4] == b"\x89PNG"
+    figure = ET.parse(tmp_path / "pareto_front.svg").getroot()
+    fills = [c.get("fill") for c in figure.iter(SVG + "circle")]
+    assert fills.count(GREY) == 4 + 1 and fills.count(COLORS[3]) == 3 + 1  # the points and the legend's
+    assert [t.text for t in figure.iter(SVG + "text")][-5:-2] == ["1", "3", "0"]  # the front, by job
     assert write_pareto(tmp_path / "none", ROWS[4:], "accuracy") == []
 
 
@@ -52,5 +58,8 @@ def test_the_summary_plots_draw_the_measured_jobs(tmp_path: Path) -> None:
 
     done = [{**row, "_device": "cpu", "_precision": "fp32", "_max_seq_length": 128} for row in ROWS[:4]]
     paths = _plots(done, tmp_path, "accuracy")
-    assert [p.name for p in paths] == ["latency_vs_batch_size.png", "accuracy_vs_latency.png"]
-    assert all(p.read_bytes()[:4] == b"\x89PNG" for p in paths)
+    assert [p.name for p in paths] == ["latency_vs_batch_size.svg", "accuracy_vs_latency.svg"]
+    latency, accuracy = (ET.parse(path).getroot() for path in paths)
+    assert len(list(latency.iter(SVG + "polyline"))) == 0  # one job has a batch size: a point, no line
+    assert len(list(accuracy.iter(SVG + "circle"))) == 4
+    assert {"0", "1", "2", "3"} <= {t.text for t in accuracy.iter(SVG + "text")}

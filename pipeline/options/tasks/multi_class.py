@@ -11,7 +11,7 @@ import numpy as np
 from pipeline.core import scores
 from pipeline.core.data import Split
 from pipeline.core.job_folder import CONFUSION_FILE
-from pipeline.core.plots import new_figure, save_figure
+from pipeline.core.plots import heatmap
 from pipeline.options.tasks.base import TASKS, TaskConfig, rounded
 
 
@@ -39,7 +39,7 @@ class MultiClassTask(TaskConfig):
         """The per-class report and the confusion matrix (gold x predicted)."""
         written = super().write_reports(out_dir, predicted, split)
         matrix = scores.confusion_matrix(predicted, split.gold)
-        plot_confusion_matrix(matrix, split.labels, out_dir / CONFUSION_FILE)
+        heatmap(out_dir / CONFUSION_FILE, matrix.tolist(), split.labels, x_label="predicted", y_label="gold")
         return [*written, out_dir / CONFUSION_FILE]
 
     def outputs(self, probabilities: np.ndarray, labels: list[str]) -> list[dict[str, Any]]:
@@ -55,15 +55,3 @@ class MultiClassTask(TaskConfig):
             {**out, **{f"prob_{label}": float(p) for label, p in zip(labels, row, strict=True)}}
             for out, row in zip(self.outputs(probabilities, labels), probabilities, strict=True)
         ]
-
-
-def plot_confusion_matrix(matrix: np.ndarray, labels: list[str], path: Path) -> None:
-    figure, axes = new_figure(1.2 + 0.6 * len(labels), 1.0 + 0.6 * len(labels))
-    axes.imshow(matrix, cmap="Blues")
-    axes.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    axes.set_yticks(range(len(labels)), labels)
-    axes.set_xlabel("predicted")
-    axes.set_ylabel("gold")
-    for (row, col), count in np.ndenumerate(matrix):
-        axes.text(col, row, str(count), ha="center", va="center", color="black")
-    save_figure(figure, path)
