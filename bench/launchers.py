@@ -30,6 +30,7 @@ import itertools
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import socket
@@ -67,6 +68,13 @@ IMPORTS = [
     ("MLflow", "mlflow"),
     ("MLflow's SQLite store (SQLAlchemy, alembic)", "mlflow.store.tracking.sqlalchemy_store"),
 ]
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process's ended children and theirs (a process reaped by its parent adds
+    its own and its reaped children's): a sweep and its joblib workers."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def run(args: list[str], work: Path, cache: Path, env: dict[str, str] | None = None) -> tuple[float, float]:
@@ -180,6 +188,14 @@ def ray_head(work: Path) -> Iterator[tuple[str, dict[str, str]]]:
         shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
+def cpu_column(name: str, cpu: float, in_model: float, jobs: int) -> str:
+    if name.startswith("ray"):
+        return ""
+    if name == "basic":  # its jobs' 2 threads: the time in the model is not its CPU time
+        return f"{cpu:.1f}"
+    return f"{cpu:.1f} ({(cpu - in_model) / jobs:.1f})"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -202,13 +218,23 @@ def main() -> None:
 
     def measure(name: str, settings: list[str], env: dict[str, str] | None = None) -> None:
         sweep = work / "-".join(re.findall(r"[a-z]+", name))  # "ray (joined)" -> ray-joined
+        cpu_before = cpu_seconds()
         began, wall = run(["-m", *SWEEP, *settings, *tracking, f"hydra.sweep.dir={sweep}"], work, cache, env)
+        cpu = cpu_seconds() - cpu_before
         jobs, in_model = model_seconds(sweep)
         overhead = (wall * PARALLEL[name] - in_model) / jobs
         parts = where_time_goes(sweep, began, wall)
         measured[name] = (overhead, in_model / jobs, parts)
         rows.append(
-            [name, str(jobs), str(PARALLEL[name]), f"{wall:.1f}", f"{in_model:.1f}", f"{overhead:.1f}"]
+            [
+                name,
+                str(jobs),
+                str(PARALLEL[name]),
+                f"{wall:.1f}",
+                f"{in_model:.1f}",
+                f"{overhead:.1f}",
+                cpu_column(name, cpu, in_model, jobs),
+            ]
         )
         parts_rows.append([name, *(f"{value:.1f}" for value in parts.values())])
         print(rows[-1], parts, flush=True)
@@ -246,11 +272,25 @@ def main() -> None:
         "Both CPUs busy in every launcher (basic: 1 job x 2 threads; joblib and Ray: 2 jobs x 1 thread). "
         "`ray` starts a Ray cluster of its own for the sweep; `ray (joined)` joins one that `ray start` "
         "runs already, as on a cluster. "
-        "Per-job overhead = (wall x parallel jobs - time in the model) / jobs.",
+        "Per-job overhead = (wall x parallel jobs - time in the model) / jobs. CPU: the CPU time of "
+        "the sweep process and the workers it started, summed (getrusage); for jobs of one thread "
+        "(CPU - time in the model) / jobs, the overhead's floor with every CPU busy. Not for Ray, "
+        "whose workers are the raylet's children, not reaped through the sweep.",
         "",
         *machine_lines(),
         "",
-        *table(["launcher", "jobs", "parallel jobs", "wall s", "in the model s", "overhead per job s"], rows),
+        *table(
+            [
+                "launcher",
+                "jobs",
+                "parallel jobs",
+                "wall s",
+                "in the model s",
+                "overhead per job s",
+                "CPU s (its floor per job)",
+            ],
+            rows,
+        ),
         "",
         "Where the time goes, in seconds, from the job folders' clocks: start-up (the process until "
         "the first job starts), wind-down (after the last job ended: its run, summary, plots, parent "
