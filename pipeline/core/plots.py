@@ -43,13 +43,9 @@ def nice_ticks(low: float, high: float, count: int = 6) -> list[float]:
     raw = (high - low) / max(count - 1, 1)
     power = 10 ** math.floor(math.log10(raw))
     step = next(m * power for m in (1, 2, 5, 10) if m * power >= raw * (1 - 1e-9))
-    first = math.floor(low / step) * step
-    ticks = []
-    value = first
-    while value < high + step * 0.999:
-        ticks.append(round(value, 10))
-        value += step
-    return ticks
+    # Counted in whole steps: 0.3 / 0.1 is 2.9999999999999996 in floating point.
+    first, last = math.floor(low / step + 1e-9), math.ceil(high / step - 1e-9)
+    return [round(n * step, 10) for n in range(first, last + 1)]
 
 
 def _label(value: float) -> str:
