@@ -112,17 +112,22 @@ def interrupts_end_cleanly() -> Iterator[None]:
         name = interrupts.NAMES[signum]
         with interrupts.deferred(raise_last=False):
             stopped = interrupts.run_cleanups(f"interrupted by {name}")
-        what = (
-            stopped[-1].what
-            if stopped
-            else exc.what
-            if isinstance(exc, interrupts.Interrupted)
-            else "before any job started"
-        )
-        resume = stopped[-1].resume_overrides if stopped else {}
-        print(
-            f"interrupted by {name}: {what}; to resume: {resume_command(list(sys.orig_argv), resume)}",
-            file=sys.stderr,
-        )
+        ended = interrupts.last_ended()
+        if not stopped and not isinstance(exc, interrupts.Interrupted) and ended is not None:
+            # Its work was done and recorded: the signal came while the process was exiting.
+            print(f"interrupted by {name}: after {ended} had ended; nothing to resume", file=sys.stderr)
+        else:
+            what = (
+                stopped[-1].what
+                if stopped
+                else exc.what
+                if isinstance(exc, interrupts.Interrupted)
+                else "before any job started"
+            )
+            resume = stopped[-1].resume_overrides if stopped else {}
+            print(
+                f"interrupted by {name}: {what}; to resume: {resume_command(list(sys.orig_argv), resume)}",
+                file=sys.stderr,
+            )
         interrupts.ignore_further_signals()
         sys.exit(interrupts.exit_status(signum))

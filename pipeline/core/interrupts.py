@@ -36,6 +36,8 @@ _received: int | None = None  # the last SIGINT or SIGTERM this process got
 # Clean-ups the top of the process runs when an interrupt reaches it (pipeline/cli.py), newest first:
 # each returns a line saying what it stopped and the overrides that resume it, or None.
 _cleanups: dict[str, Callable[[str], Stopped | None]] = {}
+_ended: list[str] = []  # the keys whose work ended without an interrupt (`done`), oldest first
+_deferring: list[list[int]] = []  # the signals held by the open `deferred` block (one at most)
 
 
 class Terminated(BaseException):
@@ -188,18 +190,26 @@ def deferred(*, raise_last: bool = True) -> Iterator[list[int]]:
     """Signals wait until the block ends (then the last one is raised, or with `raise_last=False`
     only recorded): the short clean-up that marks runs KILLED is not cut short by a second
     Ctrl-C. Keep such a block short and bounded. The block gets the list of signals that arrived,
-    to poll where raising inside a library's C code would break it (a wait on Ray's tasks)."""
-    arrived: list[int] = []
+    to poll where raising inside a library's C code would break it (a wait on Ray's tasks).
+
+    A block inside another (a store write within a clean-up) leaves the signals to the outermost:
+    raised at its own end, a second Ctrl-C would cut that clean-up short after all."""
     if not _in_main_thread():
-        yield arrived
+        yield []
         return
+    if _deferring:
+        yield _deferring[0]
+        return
+    arrived: list[int] = []
     previous = {signum: signal.getsignal(signum) for signum in NAMES}
     for signum, handler in previous.items():
         if callable(handler):
             signal.signal(signum, lambda s, _frame: arrived.append(s))
+    _deferring.append(arrived)
     try:
         yield arrived
     finally:
+        _deferring.pop()
         for signum, handler in previous.items():
             if handler is not None:
                 signal.signal(signum, handler)
@@ -227,7 +237,15 @@ def on_interrupt(key: str, cleanup: Callable[[str], Stopped | None]) -> None:
 
 
 def done(key: str) -> None:
-    _cleanups.pop(key, None)
+    """The work registered under `key` ended: an interrupt from now on has nothing of it to stop."""
+    if _cleanups.pop(key, None) is not None:
+        _ended.append(key)
+
+
+def last_ended() -> str | None:
+    """The key (`job DIR`, `sweep DIR`) whose work ended last, where nothing is registered now: an
+    interrupt that arrives then stopped only the process's exit."""
+    return _ended[-1] if _ended and not _cleanups else None
 
 
 def run_cleanups(reason: str) -> list[Stopped]:

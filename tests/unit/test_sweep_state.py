@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from hydra_plugins.ernie_basic_sweeper.basic_sweeper import consecutive_runs
-from pipeline.cli import resume_command
+from pipeline.cli import interrupts_end_cleanly, resume_command
 from pipeline.core import interrupts
 from pipeline.core.job_folder import job_times, start_job, write_job_status
 from pipeline.core.sweep_state import job_done, mark_killed, overrides_difference, sweep_difference
@@ -127,4 +127,49 @@ def test_a_signal_that_lands_in_a_finalizer_is_raised_after_it(capfd: pytest.Cap
         time.sleep(5)
     assert "Exception ignored" not in capfd.readouterr().err
     assert interrupts.received() == signal.SIGINT
+    interrupts.forget()
+
+
+def test_a_signal_after_the_work_ended_says_so(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Ctrl-C while the process exits, its sweep ended and recorded, stopped nothing: the line
+    says that, not "before any job started", and offers nothing to resume."""
+    monkeypatch.setattr(interrupts, "_ended", [])
+    monkeypatch.setattr(interrupts, "_cleanups", {})
+    handlers = {signum: signal.getsignal(signum) for signum in interrupts.NAMES}
+    try:
+        interrupts.on_interrupt("sweep /x/sweep", lambda reason: None)
+        interrupts.done("sweep /x/sweep")
+        with pytest.raises(SystemExit) as exit_, interrupts_end_cleanly():
+            raise KeyboardInterrupt
+        assert exit_.value.code == 130
+        line = capsys.readouterr().err.strip()
+        assert line == "interrupted by SIGINT: after sweep /x/sweep had ended; nothing to resume"
+
+        interrupts.on_interrupt("job /x/sweep/0", lambda reason: None)  # something runs again
+        assert interrupts.last_ended() is None
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+        interrupts.forget()
+
+
+def test_a_store_write_inside_a_clean_up_leaves_a_second_signal_to_the_clean_up() -> None:
+    """The clean-up defers signals without raising them; a store write inside it defers them too,
+    and must not raise the second Ctrl-C at its own end, cutting the clean-up short."""
+    interrupts.forget()
+    with interrupts.handled():
+        try:
+            with interrupts.deferred(raise_last=False) as arrived:
+                with interrupts.deferred():  # raise_last: what a write outside a clean-up does
+                    os.kill(os.getpid(), signal.SIGINT)
+                    time.sleep(0.05)
+                reached = True
+        except KeyboardInterrupt:
+            pytest.fail("the write raised the second signal: the clean-up was cut short")
+        assert reached and arrived == [signal.SIGINT]
+        with pytest.raises(KeyboardInterrupt), interrupts.deferred():  # alone, it raises at its end
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
     interrupts.forget()
