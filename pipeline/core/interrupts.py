@@ -37,7 +37,7 @@ _received: int | None = None  # the last SIGINT or SIGTERM this process got
 # each returns a line saying what it stopped and the overrides that resume it, or None.
 _cleanups: dict[str, Callable[[str], Stopped | None]] = {}
 _ended: list[str] = []  # the keys whose work ended without an interrupt (`done`), oldest first
-_deferring: list[list[int]] = []  # the signals held by the open `deferred` block (one at most)
+_held: list[int] | None = None  # the signals the open `deferred` block holds (None: no block)
 
 
 class Terminated(BaseException):
@@ -197,19 +197,20 @@ def deferred(*, raise_last: bool = True) -> Iterator[list[int]]:
     if not _in_main_thread():
         yield []
         return
-    if _deferring:
-        yield _deferring[0]
+    global _held
+    if _held is not None:
+        yield _held
         return
     arrived: list[int] = []
     previous = {signum: signal.getsignal(signum) for signum in NAMES}
     for signum, handler in previous.items():
         if callable(handler):
             signal.signal(signum, lambda s, _frame: arrived.append(s))
-    _deferring.append(arrived)
+    _held = arrived
     try:
         yield arrived
     finally:
-        _deferring.pop()
+        _held = None
         for signum, handler in previous.items():
             if handler is not None:
                 signal.signal(signum, handler)

@@ -97,9 +97,6 @@ def chart(
     x = _Axis([p[0] for p in points], LEFT, WIDTH - RIGHT, log2=log2_x)
     y = _Axis([p[1] for p in points], PLOT_HEIGHT - BOTTOM, TOP)
     parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{WIDTH}' height='{height}' "
-        f"viewBox='0 0 {WIDTH} {height}'>",
-        f"<rect width='{WIDTH}' height='{height}' fill='white'/>",
         _text(WIDTH / 2, 24, title, size=14),
         f"<rect x='{LEFT}' y='{TOP}' width='{WIDTH - LEFT - RIGHT}' height='{PLOT_HEIGHT - TOP - BOTTOM}' "
         "fill='none' stroke='black'/>",
@@ -130,8 +127,7 @@ def chart(
         top = PLOT_HEIGHT + LEGEND_LINE * row
         parts.append(f"<circle cx='{LEFT + 6}' cy='{top + 4}' r='4' fill='{color}'/>")
         parts.append(_text(LEFT + 16, top + 8, str(one.label), anchor="start"))
-    parts.append("</svg>")
-    atomic_write_text(path, "\n".join(parts) + "\n")
+    _write_svg(path, WIDTH, height, parts)
 
 
 def heatmap(
@@ -143,11 +139,7 @@ def heatmap(
     margin = 24 + 7 * max((len(label) for label in labels), default=1)
     width, height = margin + cell * len(labels) + 16, 16 + cell * len(labels) + margin + 20
     largest = max((max(row, default=0) for row in counts), default=0) or 1
-    parts = [
-        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
-        f"viewBox='0 0 {width} {height}'>",
-        f"<rect width='{width}' height='{height}' fill='white'/>",
-    ]
+    parts: list[str] = []
     for row, values in enumerate(counts):
         for col, count in enumerate(values):
             share = count / largest
@@ -178,5 +170,14 @@ def heatmap(
     parts.append(
         _text(14, bottom / 2, y_label, size=12, extra=f" transform='rotate(-90 14 {bottom / 2:.1f})'")
     )
-    parts.append("</svg>")
-    atomic_write_text(path, "\n".join(parts) + "\n")
+    _write_svg(path, width, height, parts)
+
+
+def _write_svg(path: Path, width: float, height: float, parts: list[str]) -> None:
+    """The figure's elements on a white page of `width` x `height` pixels, written atomically."""
+    page = [
+        f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' "
+        f"viewBox='0 0 {width} {height}'>",
+        f"<rect width='{width}' height='{height}' fill='white'/>",
+    ]
+    atomic_write_text(path, "\n".join([*page, *parts, "</svg>"]) + "\n")

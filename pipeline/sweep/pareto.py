@@ -72,11 +72,16 @@ def write_pareto(sweep_dir: Path, rows: list[dict[str, object]], quality: str = 
         sweep_dir / "pareto_front.svg",
         [
             Series("jobs", done, color=GREY),
-            Series("front", [point for _, point in on_front], line=True, color=COLORS[3],
-                   notes=[str(row["job"]) for row, _ in on_front]),
+            Series(
+                "front",
+                [point for _, point in on_front],
+                line=True,
+                color=COLORS[3],
+                notes=[str(row["job"]) for row, _ in on_front],
+            ),
         ],
         title=f"{quality} vs latency: Pareto front",
         x_label="model latency, ms/sample",
         y_label=quality,
-    )  # fmt: skip
+    )
     return [sweep_dir / "pareto.csv", sweep_dir / "pareto.md", sweep_dir / "pareto_front.svg"]
