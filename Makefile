@@ -15,6 +15,8 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[$(EXTRAS)]"
+	# An older environment's hydra-joblib-launcher would take hydra/launcher=joblib from ours.
+	$(PY) -m pip uninstall --quiet --yes hydra-joblib-launcher 2>/dev/null || true
 	touch $@
 
 # Byte-compiles the project first: where PYTHONDONTWRITEBYTECODE is set, no run would, and each

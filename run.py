@@ -11,7 +11,7 @@ import warnings
 import hydra
 from omegaconf import DictConfig
 
-from pipeline.cli import interrupts_end_cleanly, readable_errors
+from pipeline.cli import interrupts_end_cleanly, quick_exit, readable_errors
 from pipeline.job import run_job
 
 # Paddle warns on import that it could not find ccache, which only matters for building C++ ops.
@@ -24,5 +24,5 @@ def main(cfg: DictConfig) -> float | list[float] | None:
 
 
 if __name__ == "__main__":
-    with interrupts_end_cleanly(), readable_errors():
+    with quick_exit(), interrupts_end_cleanly(), readable_errors():
         main()

@@ -7,6 +7,7 @@ interrupt (Ctrl-C, SIGTERM) as one line that says what it stopped and the comman
 
 from __future__ import annotations
 
+import gc
 import os
 import re
 import shlex
@@ -93,6 +94,17 @@ def resume_command(argv: list[str], overrides: dict[str, str]) -> str:
     """The command line `argv` (as typed: `sys.orig_argv`) with `overrides` set, quoted for a shell."""
     kept = [a for a in argv if a.split("=", 1)[0] not in overrides]
     return shlex.join([*kept, *(f"{key}={value}" for key, value in overrides.items())])
+
+
+@contextmanager
+def quick_exit() -> Iterator[None]:
+    """The process ends without the interpreter's last garbage collections, which walk every object
+    it made (MLflow, SQLAlchemy and pandas make hundreds of thousands: 0.5 to 0.8 s of a sweep's or
+    a job's end). Files, logs and atexit handlers are closed and flushed as always."""
+    try:
+        yield
+    finally:
+        gc.freeze()
 
 
 @contextmanager

@@ -7,9 +7,11 @@ run. So no worker imports MLflow or opens the store (about 3 s per worker proces
 and only the machine that runs the sweep needs to reach the store: a SQLite store serves a
 sweep on a Ray cluster too.
 
-The thread first opens the sweep's parent run (importing MLflow and opening the store, seconds
-that overlap the first jobs' start): only a tracking server, which may refuse the credentials,
-is opened before any job runs, so that a refusal stops the sweep before it starts. Then the jobs
+The thread first opens the sweep's parent run (importing MLflow and opening the store: 2 to 3 s
+of CPU), once the first job has started: earlier, it would slow the sweep's start, the sweeper
+composing the jobs' configs in this process and the workers importing the pipeline. Only a
+tracking server, which may refuse the credentials, is opened before any job runs, so that a
+refusal stops the sweep before it starts. Then the jobs
 that FINISHED before this sweep process and that the store lacks are
 logged first: all of them where the store did not have the sweep's parent run (the database
 removed, another store), else those whose tracking.json names no run in this store (a store
@@ -23,11 +25,12 @@ from __future__ import annotations
 
 import sys
 import threading
+import time
 from contextlib import suppress
 from pathlib import Path
 
 from pipeline.core.errors import TrackingError
-from pipeline.core.job_folder import job_status
+from pipeline.core.job_folder import JOB_STATUS_FILE, job_status
 from pipeline.core.measuring import MEASUREMENT
 from pipeline.core.sweep_state import job_done, job_folders
 from pipeline.options.tracking import MlflowConfig
@@ -36,6 +39,9 @@ from pipeline.tracking.store import CredentialsRefused, is_server
 from pipeline.tracking.sweep_record import open_sweep_run
 
 POLL_SECONDS = 0.5
+# The parent run is opened once a job has started, or after this long (a Ray cluster starting).
+OPEN_WAIT_SECONDS = 5.0
+OPEN_POLL_SECONDS = 0.1
 # An interrupt waits this long for the run being logged, then leaves it to the resume.
 STOP_WAIT_SECONDS = 10.0
 _LOGGED_STATUSES = ("FINISHED", "FAILED")
@@ -54,6 +60,7 @@ class JobLogger:
         self._thread: threading.Thread | None = None
         # Before any job of this process runs: the jobs that ended earlier (`catch_up`).
         self._before = self._ended()
+        self._created = time.time()
 
     def _ended(self) -> list[tuple[Path, str]]:
         """The attempts whose jobs ended FINISHED or FAILED and that this logger has not seen."""
@@ -132,8 +139,24 @@ class JobLogger:
         except TrackingError as exc:
             print(f"warning: {exc} -- the sweep runs on; its folders keep every result", file=sys.stderr)
 
+    def _a_job_started(self) -> bool:
+        """Whether a job of this sweep process has written its folder's status (it does on starting)."""
+        for job_dir in job_folders(self.sweep_dir):
+            with suppress(OSError):
+                if (job_dir / JOB_STATUS_FILE).stat().st_mtime >= self._created:
+                    return True
+        return False
+
+    def _wait_for_a_job(self) -> None:
+        """Until a job has started, `stop` is asked or OPEN_WAIT_SECONDS have passed."""
+        deadline = time.monotonic() + OPEN_WAIT_SECONDS
+        while time.monotonic() < deadline and not self._a_job_started():
+            if self._stop.wait(OPEN_POLL_SECONDS):
+                return
+
     def _watch(self, opening: bool) -> None:
         if opening:
+            self._wait_for_a_job()
             self.open_or_warn()
         while not self._stop.wait(POLL_SECONDS):
             try:

@@ -13,9 +13,11 @@ from pathlib import Path
 import mlflow
 import yaml
 
+from pipeline.core.job_folder import start_job
 from pipeline.core.measuring import MEASUREMENT
 from pipeline.job import execute
 from pipeline.options.config import Config, compose_config
+from pipeline.options.tracking import MlflowConfig
 from pipeline.sweep.job_logging import JobLogger
 from tests.conftest import dataset_with_a_bad_test_split, runs_by_kind
 
@@ -100,3 +102,33 @@ def test_the_logging_waits_while_a_job_of_its_process_times_its_model(
     assert [t for t in threading.enumerate() if t.name == "sweep-job-logger"] == []
     client = mlflow.MlflowClient(config.mlflow.tracking_uri)
     assert client.get_run(json.loads((job / "tracking.json").read_text())["run_id"]).info.status == "FINISHED"
+
+
+def test_the_parent_run_opens_once_a_job_has_started(tmp_path: Path) -> None:
+    """MLflow's import and the store wait for the first job: before it, they would slow the sweep's
+    start (the sweeper composing configs, the workers importing)."""
+    sweep = new_sweep(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    logger = JobLogger(MlflowConfig(tracking_uri=uri, experiment_name="opens-late"), sweep)
+    logger.start(opening=True)
+    try:
+        time.sleep(1.5)
+        assert logger.parent_run_id is None, "opened before any job started"
+        start_job(sweep / "0")
+        deadline = time.monotonic() + 30
+        while logger.parent_run_id is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert logger.parent_run_id is not None, "not opened after a job started"
+    finally:
+        logger.stop()
+    parents, _ = runs_by_kind(uri, "opens-late")
+    assert [p.info.run_id for p in parents] == [logger.parent_run_id]
+
+
+def test_a_sweep_that_ends_before_any_job_starts_still_opens_its_parent_run(tmp_path: Path) -> None:
+    sweep = new_sweep(tmp_path)
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    logger = JobLogger(MlflowConfig(tracking_uri=uri, experiment_name="ends-early"), sweep)
+    logger.start(opening=True)
+    logger.stop(timeout=30)
+    assert logger.parent_run_id is not None
