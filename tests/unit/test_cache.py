@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import multiprocessing
 import time
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.core.cache import cached_artifact, content_key
-from pipeline.core.files import atomic_write_text
+from pipeline.core.files import atomic_write_bytes, atomic_write_text, file_digest
 
 
 def _slow_build(out: Path, log: str) -> None:
@@ -69,3 +70,15 @@ def test_atomic_write_replaces_whole_file(tmp_path: Path) -> None:
     atomic_write_text(target, "two")
     assert target.read_text() == "two"
     assert [p.name for p in target.parent.iterdir()] == ["metrics.json"]
+
+
+def test_a_file_digest_follows_the_files_content(tmp_path: Path) -> None:
+    """file_digest remembers what it read by the file's identity: a rewrite is read again."""
+    path = tmp_path / "weights.bin"
+    path.write_bytes(b"a" * 100)
+    assert file_digest(path) == file_digest(path) == hashlib.sha256(b"a" * 100).hexdigest()
+    time.sleep(0.05)  # past the file system's clock tick: the rewrite gets later times
+    path.write_bytes(b"b" * 100)  # in place, the same size
+    assert file_digest(path) == hashlib.sha256(b"b" * 100).hexdigest()
+    atomic_write_bytes(path, b"c" * 100)  # a new file renamed over it
+    assert file_digest(path) == hashlib.sha256(b"c" * 100).hexdigest()
