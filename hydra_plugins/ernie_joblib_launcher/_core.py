@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from joblib import Parallel, delayed, effective_n_jobs
 from omegaconf import DictConfig, open_dict
+
+from hydra_plugins.ernie_sweep_job.worker import run_sweep_job, use_sweep_state
 
 if TYPE_CHECKING:
     from hydra_plugins.ernie_joblib_launcher.joblib_launcher import JoblibLauncher
@@ -66,21 +67,13 @@ def _run_job(
     task_function: TaskFunction,
     singleton_state: dict[Any, Any],
 ) -> JobReturn:
-    """One job in a worker, which has none of the sweep's Hydra state until it is given it."""
-    setup_globals()
-    Singleton.set_state(singleton_state)
+    """One job in a worker: its config composed there, from its overrides."""
+    use_sweep_state(singleton_state)
     sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
     with open_dict(sweep_config):
         sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
         sweep_config.hydra.job.num = idx
-    HydraConfig.instance().set_config(sweep_config)
-    return run_job(
-        hydra_context=hydra_context,
-        config=sweep_config,
-        task_function=task_function,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
+    return run_sweep_job(hydra_context, task_function, sweep_config)
 
 
 def launch(

@@ -10,12 +10,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ray
-from hydra.core.hydra_config import HydraConfig
 from hydra.core.singleton import Singleton
-from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
+from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, open_dict
 
+from hydra_plugins.ernie_sweep_job.worker import run_sweep_job, use_sweep_state
 from pipeline.core import interrupts
 from pipeline.core.job_folder import job_status, record_lost_job, write_job_status
 from pipeline.core.sweep_state import mark_stopped
@@ -34,17 +34,9 @@ def _run_job(
     sweep_config: DictConfig,
     singleton_state: dict[Any, Any],
 ) -> JobReturn:
-    """One job in a Ray worker: a process that has none of the sweep's Hydra state until it is given it."""
-    setup_globals()
-    Singleton.set_state(singleton_state)
-    HydraConfig.instance().set_config(sweep_config)
-    return run_job(
-        hydra_context=hydra_context,
-        task_function=task_function,
-        config=sweep_config,
-        job_dir_key="hydra.sweep.dir",
-        job_subdir_key="hydra.sweep.subdir",
-    )
+    """One job in a Ray worker, its config composed by the sweep process."""
+    use_sweep_state(singleton_state)
+    return run_sweep_job(hydra_context, task_function, sweep_config)
 
 
 def launch(
