@@ -512,6 +512,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--epochs", type=int, default=None, help="default: the task's recipe")
     parser.add_argument("--max-train-samples", type=int, default=None)
+    parser.add_argument(
+        "--mlm-epochs",
+        type=int,
+        default=None,
+        help="masked-LM pretraining epochs of a model trained from scratch (default: the recipe's)",
+    )
     args = parser.parse_args(argv)
     try:
         require_extra("demo", "make demo-model")
@@ -521,10 +527,15 @@ def main(argv: list[str] | None = None) -> None:
 
     task = TASKS.create(args.task)
     base, init_from = recipe(args.task)
+    if args.mlm_epochs and init_from is not None:
+        parser.error(
+            f"--task {args.task} starts from {_shown(init_from)}'s pretrained encoder: no --mlm-epochs"
+        )
     cfg = replace(
         base,
         epochs=base.epochs if args.epochs is None else args.epochs,
         max_train_samples=args.max_train_samples,
+        mlm_epochs=base.mlm_epochs if args.mlm_epochs is None else args.mlm_epochs,
     )
     out = (args.out or task.demo_model_dir()).resolve()
     out.parent.mkdir(parents=True, exist_ok=True)

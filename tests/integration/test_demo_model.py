@@ -35,7 +35,9 @@ def test_training_command_writes_a_complete_model(
     out.mkdir()
     (out / "stale.txt").write_text("from an older model")
     (out / "README.md").write_text("the recipe")
-    main(["--out", str(out), "--cache-dir", str(cache_dir), "--epochs", "1", "--max-train-samples", "256"])
+    # One masked-LM epoch, not the recipe's 8 (70 s of this test's 100): what is checked is the files.
+    quick = ["--epochs", "1", "--max-train-samples", "256", "--mlm-epochs", "1"]
+    main(["--out", str(out), "--cache-dir", str(cache_dir), *quick])
 
     assert not (out / "stale.txt").exists(), "the old model is replaced as a whole"
     assert (out / "README.md").read_text() == "the recipe", "its README stays"
@@ -50,6 +52,7 @@ def test_training_command_writes_a_complete_model(
     metrics = json.loads((out / "train_metrics.json").read_text())
     assert 0.0 <= metrics["dev_accuracy"] <= 1.0
     assert metrics["train_samples"] > 256, "256 reviews plus the clauses the teacher labelled"
+    assert metrics["config"]["mlm_epochs"] == 1 and metrics["config"]["epochs"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["demo-model"], "no temporary folder is left"
 
 
@@ -250,3 +253,13 @@ def test_each_committed_checkpoint_runs_as_model_weights_checkpoint(
     assert config.model.checkpoint == str(task.demo_model_dir() / "checkpoint")
     metrics = evaluate_in_process(config, tmp_path / "job")
     assert metrics[task.headline_metric] == pytest.approx(recorded_headline(task), abs=0.002)
+
+
+def test_mlm_epochs_are_refused_for_a_task_that_starts_from_the_pretrained_encoder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--task", "pair", "--out", str(tmp_path / "m"), "--mlm-epochs", "2"])
+    assert exited.value.code == 2
+    assert "pretrained encoder: no --mlm-epochs" in capsys.readouterr().err
+    assert not (tmp_path / "m").exists()
