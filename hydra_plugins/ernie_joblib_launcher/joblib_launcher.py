@@ -5,9 +5,9 @@ place it takes: `n_jobs` (-1: every CPU), `prefer`, `require`, `verbose`, `pre_d
 
 What it does beyond Hydra's launcher: the workers are ready before the first job instead of after.
 Each worker imports Hydra and the pipeline (0.4 to 0.8 s) before it can run a job. Hydra calls a
-launcher's `setup` before the sweeper composes the jobs' configs to check them and before the
-sweep's callbacks start, so `setup` starts the workers then, in a thread, with a first task that
-unpickles the task function (importing what every job imports). joblib keeps one pool per process
+launcher's `setup` before the sweeper composes the jobs' configs to check them, so `setup` starts
+the workers then, in a thread, with a first task that unpickles the task function (importing what
+every job imports). joblib keeps one pool per process
 and reuses it for the same settings, so `launch` gets these workers. The sweep also waits for its
 workers to exit at its end; they skip the interpreter's last garbage collections.
 
@@ -17,7 +17,6 @@ does, and only a sweep on this launcher imports it.
 
 # No `from __future__ import annotations`: Hydra's plugin scan runs this module before putting it
 # in sys.modules, and dataclasses cannot resolve string annotations there.
-import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,8 +28,6 @@ from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig
 
-log = logging.getLogger(__name__)
-
 
 @dataclass
 class JoblibLauncherConf:
@@ -40,7 +37,7 @@ class JoblibLauncherConf:
     prefer: str = "processes"
     require: str | None = None
     verbose: int = 0  # > 0: joblib prints its progress
-    timeout: float | None = None  # not supported by the loky backend
+    timeout: float | None = None  # seconds a job may take (joblib.Parallel's timeout)
     pre_dispatch: str = "2*n_jobs"  # jobs handed to the workers ahead of time
     batch_size: str = "auto"  # jobs per hand-over
     temp_folder: str | None = None  # where large numpy arrays are memory-mapped for workers
