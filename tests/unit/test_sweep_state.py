@@ -3,6 +3,7 @@ two sweeps, the runs a launcher can number, the command an interrupt prints."""
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -13,7 +14,7 @@ import pytest
 import yaml
 
 from hydra_plugins.ernie_basic_sweeper.basic_sweeper import consecutive_runs
-from pipeline.cli import interrupts_end_cleanly, resume_command
+from pipeline.cli import interrupts_end_cleanly, quick_exit, resume_command
 from pipeline.core import interrupts
 from pipeline.core.job_folder import job_times, start_job, write_job_status
 from pipeline.core.sweep_state import job_done, mark_killed, overrides_difference, sweep_difference
@@ -173,3 +174,15 @@ def test_a_store_write_inside_a_clean_up_leaves_a_second_signal_to_the_clean_up(
             os.kill(os.getpid(), signal.SIGINT)
             time.sleep(0.05)
     interrupts.forget()
+
+
+def test_quick_exit_leaves_every_object_to_the_end_of_the_process_also_after_an_error() -> None:
+    """The interpreter's last garbage collections skip frozen objects (0.5 to 0.8 s with MLflow)."""
+    try:
+        with pytest.raises(SystemExit), quick_exit():
+            gc.collect()  # a clean start: nothing frozen yet
+            assert gc.get_freeze_count() == 0
+            raise SystemExit(2)
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
