@@ -88,8 +88,8 @@ def file_digest(path: Path) -> str:
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
-    _digests[identity] = digest.hexdigest()
-    return _digests[identity]
+    _digests[identity] = hexdigest = digest.hexdigest()
+    return hexdigest
 
 
 def atomic_write_text(path: Path, text: str) -> None:
