@@ -178,11 +178,10 @@ def test_a_store_write_inside_a_clean_up_leaves_a_second_signal_to_the_clean_up(
 
 def test_quick_exit_leaves_every_object_to_the_end_of_the_process_also_after_an_error() -> None:
     """The interpreter's last garbage collections skip frozen objects (0.5 to 0.8 s with MLflow)."""
+    frozen_before = gc.get_freeze_count()  # Python 3.12 starts with a few hundred frozen
     try:
         with pytest.raises(SystemExit), quick_exit():
-            gc.collect()  # a clean start: nothing frozen yet
-            assert gc.get_freeze_count() == 0
             raise SystemExit(2)
-        assert gc.get_freeze_count() > 0
+        assert gc.get_freeze_count() > frozen_before + 1000
     finally:
         gc.unfreeze()
