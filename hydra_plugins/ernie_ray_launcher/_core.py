@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import logging
 import re
 import time
@@ -62,6 +63,10 @@ def launch(
         # ray.init sets a SIGTERM handler that exits at once (and Ray's core one that aborts): the
         # sweep's own handler is put back, so that SIGTERM stops the jobs and records them KILLED.
         interrupts.install()
+        # Ray's own exit handler sleeps 0.5 s for its workers' last log lines first; at a sweep's
+        # end its jobs' lines arrived long before (the summary and the parent run came after).
+        # Registered later, this one runs first.
+        atexit.register(ray.shutdown)
     log.info(
         "Ray launcher: %d jobs on %s, sweep folder %s", len(job_overrides), ray.cluster_resources(), sweep_dir
     )

@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.core.files import atomic_write_text
+from pipeline.core.files import atomic_write_text, load_yaml
 
 CONFIG_FILE = "config.yaml"  # the composed config, resolved
 JOB_FILE = "job.json"  # what ran: run name, mode, tags, the dataset, the model
@@ -142,7 +142,7 @@ def read_overrides(job_dir: Path) -> list[str] | None:
     (not a YAML list: a job killed as Hydra wrote it, or a file edited by hand)."""
     path = Path(job_dir) / OVERRIDES_FILE
     try:
-        value = yaml.safe_load(path.read_text(encoding="utf-8"))
+        value = load_yaml(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return None
     if value is None:

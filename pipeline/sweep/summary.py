@@ -6,9 +6,7 @@ import csv
 import io
 from pathlib import Path
 
-import yaml
-
-from pipeline.core.files import atomic_write_text
+from pipeline.core.files import atomic_write_text, load_yaml
 from pipeline.core.job_folder import METRICS_FILE, job_name, job_overrides, job_status, read_json, swept_names
 from pipeline.core.plots import Series, chart
 from pipeline.options.tasks import TASKS
@@ -51,7 +49,7 @@ def _job_row(job_dir: Path) -> dict[str, object]:
         # Every scalar metric: the summary shows summary_columns(), a selection rule may use any.
         row.update({k: v for k, v in metrics.items() if isinstance(v, int | float) and k not in row})
     config_file = job_dir / ".hydra" / "config.yaml"
-    config = yaml.safe_load(config_file.read_text()) if config_file.is_file() else None
+    config = load_yaml(config_file.read_text()) if config_file.is_file() else None
     task = (config or {}).get("task") or _DEFAULT_TASK
     row["_task"], row["_headline"] = task["name"], task["headline_metric"]
     if config:

@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from filelock import FileLock
 
 from pipeline.core.errors import TrackingError
+from pipeline.core.files import load_yaml
 from pipeline.core.job_folder import (
     ARTIFACT_FILES,
     CONFIG_FILE,
@@ -74,7 +74,7 @@ class JobFolder:
                 f"{path}: not the folder of a job that ran to its end (status {status['status']}, "
                 f"{CONFIG_FILE} {'present' if (path / CONFIG_FILE).is_file() else 'missing'})"
             )
-        config = yaml.safe_load((path / CONFIG_FILE).read_text(encoding="utf-8")) or {}
+        config = load_yaml((path / CONFIG_FILE).read_text(encoding="utf-8")) or {}
         record = read_json(path / JOB_FILE) or {}
         metrics = read_json(path / METRICS_FILE) or {}
         started = str(status.get("started_at") or "")
@@ -175,11 +175,13 @@ def _log(job: JobFolder, store: Store, parent_run_id: str | None) -> str:
     if found is None:
         run = store.run(store.create_run(job.name, tags, parent_run_id, start_time=start))
         logged_params, logged_metrics, logged_tags, status, inputs = {}, {}, {}, "RUNNING", []
+        logged_artifacts: set[str] = set()
     else:
         run = store.run(found.info.run_id)
         logged_params, logged_metrics = found.data.params, found.data.metrics
         logged_tags, status = found.data.tags, found.info.status
         inputs = [i.dataset.digest for i in (found.inputs.dataset_inputs if found.inputs else [])]
+        logged_artifacts = run.artifact_names()
         if parent_run_id and logged_tags.get("mlflow.parentRunId") != parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
     if params := {k: v for k, v in flatten(job.config).items() if k not in logged_params}:
@@ -194,7 +196,7 @@ def _log(job: JobFolder, store: Store, parent_run_id: str | None) -> str:
     links = _metric_links(job, store, run.run_id)
     if missing := {k: v for k, v in job.scalar_metrics.items() if k not in logged_metrics}:
         run.log_metrics(missing, timestamp=end, **links)
-    _log_artifacts(job, run)
+    _log_artifacts(job, run, logged_artifacts)
     if status != job.status:
         run.end(job.status, end_time=end)
     return run.run_id
@@ -223,12 +225,9 @@ def _metric_links(job: JobFolder, store: Store, run_id: str) -> dict[str, str]:
     return links
 
 
-def _log_artifacts(job: JobFolder, run: TrackedRun) -> None:
+def _log_artifacts(job: JobFolder, run: TrackedRun, logged: set[str]) -> None:
     present = [name for name in ARTIFACT_FILES if (job.path / name).is_file()]
     table = job.path / PER_CLASS_TABLE
-    if not present and not table.is_file():
-        return
-    logged = run.artifact_names()
     for name in present:
         if name not in logged:
             run.log_artifact(job.path / name)
