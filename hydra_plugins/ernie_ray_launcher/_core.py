@@ -27,6 +27,19 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 # After an interrupt, jobs get this long to record themselves KILLED before their workers are killed.
 _STOP_SECONDS = 10
+# Ray's own exit handler sleeps this long for its workers' last log lines (a job's result line),
+# however long ago the last job ended. `_disconnect_at_exit` waits only for what is left of it.
+_LOG_LINES_SECONDS = 0.5
+_jobs_ended_at = 0.0  # time.monotonic() when the last launch's jobs had all ended
+
+
+def _disconnect_at_exit() -> None:
+    """Disconnects from Ray once its workers' lines have had _LOG_LINES_SECONDS since the last job
+    ended: at a sweep's end they usually have had them already (the summary and the parent run came
+    after the jobs), where Ray's handler would sleep 0.5 s more. Registered after Ray's, it runs
+    first, and Ray's then finds nothing to do."""
+    time.sleep(max(0.0, _jobs_ended_at + _LOG_LINES_SECONDS - time.monotonic()))
+    ray.shutdown()
 
 
 def _run_job(
@@ -46,6 +59,7 @@ def launch(
     job_overrides: Sequence[Sequence[str]],
     initial_job_idx: int,
 ) -> Sequence[JobReturn]:
+    global _jobs_ended_at
     setup_globals()
     config, hydra_context = launcher.config, launcher.hydra_context
     assert config is not None and hydra_context is not None and launcher.task_function is not None
@@ -63,10 +77,7 @@ def launch(
         # ray.init sets a SIGTERM handler that exits at once (and Ray's core one that aborts): the
         # sweep's own handler is put back, so that SIGTERM stops the jobs and records them KILLED.
         interrupts.install()
-        # Ray's own exit handler sleeps 0.5 s for its workers' last log lines first; at a sweep's
-        # end its jobs' lines arrived long before (the summary and the parent run came after).
-        # Registered later, this one runs first.
-        atexit.register(ray.shutdown)
+        atexit.register(_disconnect_at_exit)
     log.info(
         "Ray launcher: %d jobs on %s, sweep folder %s", len(job_overrides), ray.cluster_resources(), sweep_dir
     )
@@ -91,6 +102,7 @@ def launch(
     tasks = [task for task, _, _ in runs]
     try:
         wait_for(tasks)
+        _jobs_ended_at = time.monotonic()
     except (KeyboardInterrupt, interrupts.Terminated) as exc:
         with interrupts.deferred(raise_last=False):
             stop_tasks(tasks)
