@@ -40,6 +40,7 @@ def main(cfg):
     if cfg.die_once and not (out / "died").exists():  # its worker dies, once
         (out / "died").write_text("")
         os._exit(1)
+    print(f"result of job x={cfg.x}")
     return cfg.x
 
 main()
@@ -214,6 +215,18 @@ def test_without_a_running_cluster_the_sweep_starts_its_own(
     (own,) = clusters_used(tmp_path)
     assert own != address
     assert "a Ray cluster of this sweep's own" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_the_last_jobs_printed_line_reaches_the_sweeps_output(
+    running_cluster: tuple[str, Path], tmp_path: Path
+) -> None:
+    """Ray forwards what a worker prints to the sweep's output with a delay. This sweep ends as its
+    one job does (no summary, no MLflow), so the launcher's exit must wait for the job's line."""
+    _, ray_tmp = running_cluster
+    result = run_sweep(tmp_path, ray_tmp, "x=7")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "result of job x=7" in result.stdout
 
 
 @pytest.mark.slow
