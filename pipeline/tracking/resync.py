@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-import yaml
-
 from pipeline.core.errors import TrackingError
+from pipeline.core.files import load_yaml
 from pipeline.core.job_folder import CONFIG_FILE, SWEEP_FILE, job_status, sweep_of
 from pipeline.options.tracking import MlflowConfig
 from pipeline.tracking.job_record import log_job_folder
@@ -25,7 +24,7 @@ def recorded_mlflow(folder: Path) -> MlflowConfig:
     configs = [folder / CONFIG_FILE, *sorted(folder.glob(f"*/{CONFIG_FILE}"))]
     for path in configs:
         if path.is_file():
-            section = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("mlflow") or {}
+            section = (load_yaml(path.read_text(encoding="utf-8")) or {}).get("mlflow") or {}
             return MlflowConfig(**section)
     raise TrackingError(
         f"{folder}: no {CONFIG_FILE} here or in its job folders; expected a job or sweep folder"
