@@ -175,13 +175,11 @@ def _log(job: JobFolder, store: Store, parent_run_id: str | None) -> str:
     if found is None:
         run = store.run(store.create_run(job.name, tags, parent_run_id, start_time=start))
         logged_params, logged_metrics, logged_tags, status, inputs = {}, {}, {}, "RUNNING", []
-        logged_artifacts: set[str] = set()
     else:
         run = store.run(found.info.run_id)
         logged_params, logged_metrics = found.data.params, found.data.metrics
         logged_tags, status = found.data.tags, found.info.status
         inputs = [i.dataset.digest for i in (found.inputs.dataset_inputs if found.inputs else [])]
-        logged_artifacts = run.artifact_names()
         if parent_run_id and logged_tags.get("mlflow.parentRunId") != parent_run_id:
             tags["mlflow.parentRunId"] = parent_run_id
     if params := {k: v for k, v in flatten(job.config).items() if k not in logged_params}:
@@ -196,7 +194,7 @@ def _log(job: JobFolder, store: Store, parent_run_id: str | None) -> str:
     links = _metric_links(job, store, run.run_id)
     if missing := {k: v for k, v in job.scalar_metrics.items() if k not in logged_metrics}:
         run.log_metrics(missing, timestamp=end, **links)
-    _log_artifacts(job, run, logged_artifacts)
+    _log_artifacts(job, run, new_run=found is None)
     if status != job.status:
         run.end(job.status, end_time=end)
     return run.run_id
@@ -225,9 +223,12 @@ def _metric_links(job: JobFolder, store: Store, run_id: str) -> dict[str, str]:
     return links
 
 
-def _log_artifacts(job: JobFolder, run: TrackedRun, logged: set[str]) -> None:
+def _log_artifacts(job: JobFolder, run: TrackedRun, *, new_run: bool) -> None:
     present = [name for name in ARTIFACT_FILES if (job.path / name).is_file()]
     table = job.path / PER_CLASS_TABLE
+    if not present and not table.is_file():
+        return
+    logged = set() if new_run else run.artifact_names()  # a run created just now has none
     for name in present:
         if name not in logged:
             run.log_artifact(job.path / name)
