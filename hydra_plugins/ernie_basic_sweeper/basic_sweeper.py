@@ -27,8 +27,10 @@ from hydra._internal.core_plugins.basic_sweeper import BasicSweeper, BasicSweepe
 from hydra.core.config_store import ConfigStore
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.utils import JobReturn
-from omegaconf import OmegaConf, open_dict
+from hydra.types import HydraContext, TaskFunction
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hydra_plugins.ernie_sweep_job._composed import ComposedOnce
 from pipeline.core.job_folder import write_sweep_end
 from pipeline.core.sweep_state import RECOMPUTE_KEY, job_difference, job_done, job_folders
 
@@ -63,12 +65,20 @@ class ResumableSweeper(BasicSweeper):
     ) -> None:
         super().__init__(max_batch_size=max_batch_size, params=params)
         self.recompute = recompute
+        self.configs: ComposedOnce | None = None
 
-    def _job_dir(self, overrides: Sequence[str], number: int) -> Path:
-        """Job `number`'s folder, as the launcher will name it; composing its config also checks it
-        (what BasicSweeper.validate_batch_is_legal does)."""
-        assert self.hydra_context is not None and self.config is not None
-        job_config = self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+    def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
+        """The launcher gets the configs this sweeper composes, instead of composing them again."""
+        self.configs = ComposedOnce(hydra_context.config_loader)
+        hydra_context = HydraContext(config_loader=self.configs, callbacks=hydra_context.callbacks)
+        super().setup(hydra_context=hydra_context, task_function=task_function, config=config)
+
+    def _compose(self, overrides: Sequence[str]) -> DictConfig:
+        assert self.configs is not None and self.config is not None
+        return self.configs.loader.load_sweep_config(self.config, list(overrides))
+
+    def _job_dir(self, job_config: DictConfig, number: int) -> Path:
+        """Job `number`'s folder, as the launcher will name it."""
         with open_dict(job_config):
             job_config.hydra.job.num = number
         return Path(str(job_config.hydra.sweep.dir)).absolute() / str(job_config.hydra.sweep.subdir)
@@ -76,12 +86,12 @@ class ResumableSweeper(BasicSweeper):
     def _check(self, batch: Sequence[Sequence[str]]) -> None:
         """Composes the configs of a new sweep's jobs that bring an override value no job before them
         had, so that a bad value stops the sweep before any job runs (BasicSweeper composes every
-        job: 0.1-0.3 s each, minutes for a grid of hundreds); the launcher composes each job again."""
-        assert self.hydra_context is not None and self.config is not None
+        job: 0.1-0.3 s each, minutes for a grid of hundreds); the launcher composes the others."""
+        assert self.configs is not None and self.config is not None
         composed: set[str] = set()
         for overrides in batch:
             if not composed.issuperset(overrides):
-                self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+                self.configs.keep(self.config, list(overrides), self._compose(overrides))
                 composed.update(overrides)
 
     def _pending(self, batch: Sequence[Sequence[str]], first: int) -> list[int]:
@@ -91,12 +101,15 @@ class ResumableSweeper(BasicSweeper):
         if not job_folders(Path(str(self.config.hydra.sweep.dir))):
             self._check(batch)
             return list(range(first, first + len(batch)))
+        assert self.configs is not None
         pending = []
         for offset, overrides in enumerate(batch):
-            job_dir = self._job_dir(overrides, first + offset)
+            job_config = self._compose(overrides)  # also checks it (BasicSweeper.validate_batch_is_legal)
+            job_dir = self._job_dir(job_config, first + offset)
             if difference := job_difference(job_dir, list(overrides)):
                 self._refuse(difference)
             if self.recompute or not job_done(job_dir):
+                self.configs.keep(self.config, list(overrides), job_config)
                 pending.append(first + offset)
         return pending
 

@@ -12,11 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, setup_globals
-from hydra.types import HydraContext, TaskFunction
+from hydra.types import TaskFunction
 from joblib import Parallel, delayed, effective_n_jobs
-from omegaconf import DictConfig, open_dict
 
-from hydra_plugins.ernie_sweep_job.worker import run_sweep_job, use_sweep_state
+from hydra_plugins.ernie_sweep_job.worker import job_config, run_sweep_job
 
 if TYPE_CHECKING:
     from hydra_plugins.ernie_joblib_launcher.joblib_launcher import JoblibLauncher
@@ -59,23 +58,6 @@ def start_workers(settings: dict[str, Any], task_function: TaskFunction) -> None
         log.warning("joblib's workers could not be started ahead of the jobs: %s", exc)
 
 
-def _run_job(
-    idx: int,
-    overrides: Sequence[str],
-    hydra_context: HydraContext,
-    config: DictConfig,
-    task_function: TaskFunction,
-    singleton_state: dict[Any, Any],
-) -> JobReturn:
-    """One job in a worker: its config composed there, from its overrides."""
-    use_sweep_state(singleton_state)
-    sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
-    with open_dict(sweep_config):
-        sweep_config.hydra.job.id = f"{sweep_config.hydra.job.name}_{idx}"
-        sweep_config.hydra.job.num = idx
-    return run_sweep_job(hydra_context, task_function, sweep_config)
-
-
 def launch(
     launcher: JoblibLauncher, job_overrides: Sequence[Sequence[str]], initial_job_idx: int
 ) -> Sequence[JobReturn]:
@@ -83,16 +65,21 @@ def launch(
     config, hydra_context, task_function = launcher.config, launcher.hydra_context, launcher.task_function
     assert config is not None and hydra_context is not None and task_function is not None
     configure_log(config.hydra.hydra_logging, config.hydra.verbose)
-    sweep_dir = Path(str(config.hydra.sweep.dir))
+    sweep_dir = Path(str(config.hydra.sweep.dir)).absolute()
     sweep_dir.mkdir(parents=True, exist_ok=True)
     parallel = parallel_settings(launcher.settings)
     log.info("joblib.Parallel(%s): %d jobs, sweep folder %s", parallel, len(job_overrides), sweep_dir)
     for offset, overrides in enumerate(job_overrides):
         log.info("\t#%d : %s", initial_job_idx + offset, " ".join(filter_overrides(overrides)))
     singleton_state = Singleton.get_state()
+    # joblib takes the jobs from this generator as workers free up (`pre_dispatch` ahead), so each
+    # job's config is composed here while the jobs before it run.
     runs = Parallel(**parallel)(
-        delayed(_run_job)(
-            initial_job_idx + offset, overrides, hydra_context, config, task_function, singleton_state
+        delayed(run_sweep_job)(
+            hydra_context,
+            task_function,
+            job_config(hydra_context, config, overrides, initial_job_idx + offset, sweep_dir),
+            singleton_state,
         )
         for offset, overrides in enumerate(job_overrides)
     )

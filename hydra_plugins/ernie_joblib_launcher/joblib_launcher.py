@@ -8,8 +8,10 @@ Each worker imports Hydra and the pipeline (0.4 to 0.8 s) before it can run a jo
 launcher's `setup` before the sweeper composes the jobs' configs to check them, so `setup` starts
 the workers then, in a thread, with a first task that unpickles the task function (importing what
 every job imports). joblib keeps one pool per process and reuses it for the same settings, so
-`launch` gets these workers. The sweep also waits for its workers to exit at its end; they skip
-the interpreter's last garbage collections.
+`launch` gets these workers. Each job's config is composed in the sweep process while the jobs
+before it run (the sweeper's, where it composed them already), not in the worker between two
+jobs. The sweep also waits for its workers to exit at its end; they skip the interpreter's last
+garbage collections.
 
 Hydra imports this module on every run to find plugins, so it does not import joblib: `_core.py`
 does, and only a sweep on this launcher imports it.

@@ -13,10 +13,8 @@ from typing import TYPE_CHECKING, Any
 import ray
 from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, setup_globals
-from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, open_dict
 
-from hydra_plugins.ernie_sweep_job.worker import run_sweep_job, use_sweep_state
+from hydra_plugins.ernie_sweep_job.worker import job_config, run_sweep_job
 from pipeline.core import interrupts
 from pipeline.core.job_folder import job_status, record_lost_job, write_job_status
 from pipeline.core.sweep_state import mark_stopped
@@ -40,17 +38,6 @@ def _disconnect_at_exit() -> None:
     first, and Ray's then finds nothing to do."""
     time.sleep(max(0.0, _jobs_ended_at + _LOG_LINES_SECONDS - time.monotonic()))
     ray.shutdown()
-
-
-def _run_job(
-    hydra_context: HydraContext,
-    task_function: TaskFunction,
-    sweep_config: DictConfig,
-    singleton_state: dict[Any, Any],
-) -> JobReturn:
-    """One job in a Ray worker, its config composed by the sweep process."""
-    use_sweep_state(singleton_state)
-    return run_sweep_job(hydra_context, task_function, sweep_config)
 
 
 def launch(
@@ -83,7 +70,9 @@ def launch(
     )
     # `ray.remote()` without options is an error; `ray.remote(f)` takes Ray's defaults.
     remote = (
-        ray.remote(**launcher.remote_options)(_run_job) if launcher.remote_options else ray.remote(_run_job)
+        ray.remote(**launcher.remote_options)(run_sweep_job)
+        if launcher.remote_options
+        else ray.remote(run_sweep_job)
     )
     singleton_state = Singleton.get_state()
 
@@ -91,11 +80,7 @@ def launch(
     for offset, overrides in enumerate(job_overrides):
         idx = initial_job_idx + offset
         log.info("\t#%d : %s", idx, " ".join(filter_overrides(overrides)))
-        sweep_config = hydra_context.config_loader.load_sweep_config(config, list(overrides))
-        with open_dict(sweep_config):
-            sweep_config.hydra.job.id = f"job_id_for_{idx}"
-            sweep_config.hydra.job.num = idx
-            sweep_config.hydra.sweep.dir = str(sweep_dir)
+        sweep_config = job_config(hydra_context, config, overrides, idx, sweep_dir)
         job_dir = sweep_dir / str(sweep_config.hydra.sweep.subdir)
         task = remote.remote(hydra_context, launcher.task_function, sweep_config, singleton_state)
         runs.append((task, job_dir, list(overrides)))
