@@ -59,6 +59,19 @@ def consecutive_runs(numbers: list[int]) -> list[list[int]]:
     return runs
 
 
+def covering_jobs(batch: Sequence[Sequence[str]]) -> list[Sequence[str]]:
+    """Jobs of `batch` that hold each of its override values at least once, few of them: each one
+    taken holds the most values not held yet (the first such job). A grid of `a=1,2,3 b=x,y` needs
+    three (a=1 b=x, a=2 b=y, a=3 b=x), as many as its longest list of values."""
+    missing = {value for overrides in batch for value in overrides}
+    covering = []
+    while missing:
+        best = max(batch, key=lambda overrides: len(missing.intersection(overrides)))
+        covering.append(best)
+        missing.difference_update(best)
+    return covering
+
+
 class ResumableSweeper(BasicSweeper):
     def __init__(
         self, max_batch_size: int | None, params: dict[str, str] | None = None, recompute: bool = False
@@ -84,15 +97,13 @@ class ResumableSweeper(BasicSweeper):
         return Path(str(job_config.hydra.sweep.dir)).absolute() / str(job_config.hydra.sweep.subdir)
 
     def _check(self, batch: Sequence[Sequence[str]]) -> None:
-        """Composes the configs of a new sweep's jobs that bring an override value no job before them
-        had, so that a bad value stops the sweep before any job runs (BasicSweeper composes every
-        job: 0.1-0.3 s each, minutes for a grid of hundreds); the launcher composes the others."""
+        """Composes the configs of as few of a new sweep's jobs as hold every override value of the
+        batch between them, so that a bad value stops the sweep before any job runs (BasicSweeper
+        composes every job: 0.1-0.3 s each, minutes for a grid of hundreds); the launcher gets
+        these configs and composes the others."""
         assert self.configs is not None and self.config is not None
-        composed: set[str] = set()
-        for overrides in batch:
-            if not composed.issuperset(overrides):
-                self.configs.keep(self.config, list(overrides), self._compose(overrides))
-                composed.update(overrides)
+        for overrides in covering_jobs(batch):
+            self.configs.keep(self.config, list(overrides), self._compose(overrides))
 
     def _pending(self, batch: Sequence[Sequence[str]], first: int) -> list[int]:
         """The numbers of the batch's jobs to launch: all of them with `recompute` or in a new sweep

@@ -67,8 +67,8 @@ def test_each_job_config_is_composed_once_in_a_new_sweep_and_in_its_resume(tmp_p
     grid = ["precision=fp32,int8", "batch_size=8,32"]
     expected_jobs = [("fp32", 8), ("fp32", 32), ("int8", 8), ("int8", 32)]
     with initialize_config_dir(config_dir=str(PROJECT_ROOT / "conf"), version_base="1.3"):
-        # New: the sweeper checks the three jobs that bring a new value; the launcher composes the
-        # fourth and takes the three (Hydra's own sweeper and launcher compose 4 + 4).
+        # New: the sweeper checks two jobs that hold every value between them; the launcher takes
+        # their configs and composes the other two (Hydra's own sweeper and launcher: 4 + 4).
         composed, jobs = _sweep(tmp_path / "sweep", grid)
         assert jobs == expected_jobs
         assert sorted(composed) == sorted(

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hydra_plugins.ernie_basic_sweeper.basic_sweeper import consecutive_runs
+from hydra_plugins.ernie_basic_sweeper.basic_sweeper import consecutive_runs, covering_jobs
 from pipeline.cli import interrupts_end_cleanly, quick_exit, resume_command
 from pipeline.core import interrupts
 from pipeline.core.job_folder import job_times, start_job, write_job_status
@@ -91,6 +91,14 @@ def test_another_sweep_is_named_by_its_difference(tmp_path: Path) -> None:
 def test_pending_jobs_launch_as_runs_of_consecutive_numbers() -> None:
     assert consecutive_runs([]) == []
     assert consecutive_runs([3, 4, 5, 7, 9, 10]) == [[3, 4, 5], [7], [9, 10]]
+
+
+def test_a_new_sweeps_check_composes_as_many_jobs_as_its_longest_list_of_values() -> None:
+    grid = [[f"a={a}", f"b={b}", f"c={c}"] for a in (1, 2, 3) for b in "xy" for c in "pq"]
+    covering = covering_jobs(grid)
+    assert covering == [["a=1", "b=x", "c=p"], ["a=2", "b=y", "c=q"], ["a=3", "b=x", "c=p"]]
+    assert {value for job in covering for value in job} == {value for job in grid for value in job}
+    assert covering_jobs([["a=1"]]) == [["a=1"]] and covering_jobs([]) == []
 
 
 def test_the_resume_command_is_the_typed_one_with_the_sweep_folder() -> None:
