@@ -5,8 +5,9 @@ its launchers then compose each job's config again from its overrides: 0.12 to 0
 job, taken from the jobs on a busy machine. The sweeper wraps the sweep's config loader in
 `ComposedOnce` and `keep`s the configs of the jobs it will launch; the launcher's
 `load_sweep_config` takes a kept one instead of composing it again. Any launcher gets this
-through `hydra_context.config_loader`, and a config is handed over once (then forgotten), so a
-sweep of hundreds of jobs holds only the configs of jobs not yet launched.
+through `hydra_context.config_loader`. A config is handed over once (then forgotten), and at
+most KEEP_AT_MOST are kept at a time (about 0.2 MB each): a resumed sweep of hundreds of pending
+jobs, whose folders the sweeper finds before the first launch, has the rest composed again.
 
 Hydra's plugin scan skips this module (its name starts with `_`). The scan runs each module it
 finds once more where the module was imported already (the sweeper imports this one), which would
@@ -26,6 +27,8 @@ if TYPE_CHECKING:
     from hydra.core.config_search_path import ConfigSearchPath
     from hydra.plugins.config_source import ConfigSource
 
+KEEP_AT_MOST = 100
+
 
 class ComposedOnce(ConfigLoader):
     def __init__(self, loader: ConfigLoader) -> None:
@@ -38,8 +41,9 @@ class ComposedOnce(ConfigLoader):
 
     def keep(self, master_config: DictConfig, sweep_overrides: list[str], config: DictConfig) -> None:
         """`config`, composed from `master_config` and `sweep_overrides`, is what the launcher's
-        `load_sweep_config` of them returns (once)."""
-        self._kept[(id(master_config), tuple(sweep_overrides))] = config
+        `load_sweep_config` of them returns (once), unless KEEP_AT_MOST are kept already."""
+        if len(self._kept) < KEEP_AT_MOST:
+            self._kept[(id(master_config), tuple(sweep_overrides))] = config
 
     def load_sweep_config(self, master_config: DictConfig, sweep_overrides: list[str]) -> DictConfig:
         kept = self._kept.pop((id(master_config), tuple(sweep_overrides)), None)

@@ -17,7 +17,7 @@ from hydra.types import HydraContext, RunMode
 from omegaconf import DictConfig
 
 import pipeline.options.config  # noqa: F401  (registers the config schema)
-from hydra_plugins.ernie_sweep_job._composed import ComposedOnce
+from hydra_plugins.ernie_sweep_job._composed import KEEP_AT_MOST, ComposedOnce
 from pipeline import PROJECT_ROOT
 
 
@@ -94,3 +94,8 @@ def test_a_kept_config_is_handed_over_once_and_never_pickled(tmp_path: Path) -> 
         again = configs.load_sweep_config(master, ["precision=int8"])
         assert again is not kept and again.precision.name == "int8"
         assert configs.load_sweep_config(master, ["precision=fp32"]).precision.name == "fp32"
+        # A resume of hundreds of pending jobs keeps the first KEEP_AT_MOST configs, not all of them.
+        for size in range(KEEP_AT_MOST + 5):
+            configs.keep(master, [f"batch_size={size + 1}"], kept)
+        assert configs.load_sweep_config(master, [f"batch_size={KEEP_AT_MOST}"]) is kept
+        assert configs.load_sweep_config(master, [f"batch_size={KEEP_AT_MOST + 1}"]) is not kept
