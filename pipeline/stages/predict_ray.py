@@ -109,14 +109,23 @@ def predict_on_ray(
         )
         lines = {chunk.index: chunk.n_lines for chunk in pending}
         peak: list[float] = []
+        rows = iter(dataset.iter_rows())
         with tqdm(
             total=sum(lines.values()), unit="line", desc=f"predict ({options.workers} Ray workers)"
         ) as bar:
-            for row in dataset.iter_rows():
-                if row["error"]:
-                    raise pickle.loads(row["error"])  # our own actor's PipelineError
-                bar.update(lines[int(row["part"])])
-                peak.append(float(row["rss_mb"]))
+            try:
+                for row in rows:
+                    if row["error"]:
+                        raise pickle.loads(row["error"])  # our own actor's PipelineError
+                    bar.update(lines[int(row["part"])])
+                    peak.append(float(row["rss_mb"]))
+            finally:
+                # An error leaves the iteration early: closing it stops Ray Data's executor now. Left
+                # to the garbage collector (the traceback holds it), its threads could still call
+                # into Ray after ray.shutdown(), and Ray then ends the process with status 1.
+                close = getattr(rows, "close", None)
+                if close is not None:
+                    close()
         return [max(peak)] if peak else []
     finally:
         if started_here:
