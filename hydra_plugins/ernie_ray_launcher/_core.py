@@ -17,6 +17,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra_plugins.ernie_sweep_job.worker import job_config, run_sweep_job
 from pipeline.core import interrupts
 from pipeline.core.job_folder import job_status, record_lost_job, write_job_status
+from pipeline.core.ray_cluster import stop_ray
 from pipeline.core.sweep_state import mark_stopped
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ def _disconnect_at_exit() -> None:
     after the jobs), where Ray's handler would sleep 0.5 s more. Registered after Ray's, it runs
     first, and Ray's then finds nothing to do."""
     time.sleep(max(0.0, _jobs_ended_at + _LOG_LINES_SECONDS - time.monotonic()))
-    ray.shutdown()
+    stop_ray()
 
 
 def launch(
@@ -93,7 +94,7 @@ def launch(
             stop_tasks(tasks)
             # Now, not at exit: Ray's log streaming would print its last worker lines after the
             # interrupt's one line.
-            ray.shutdown()
+            stop_ray()
             # A cancelled task gets a KeyboardInterrupt (its folder names the sweep's own signal),
             # and one killed with its worker, wherever it ran, cannot say it was stopped.
             reason = f"interrupted by {interrupts.NAMES[interrupts.signal_of(exc)]}"

@@ -98,3 +98,17 @@ def ray_init_options(
     if has_token:
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     return options
+
+
+def stop_ray() -> None:
+    """ray.shutdown(), less the second Ray loses stopping a cluster that ray.init started: it stops
+    the GCS before the autoscaler's monitor, whose SIGTERM handler then waits on the stopped GCS
+    until Ray kills it a second later. A cluster of a run's own has nothing to autoscale: its
+    monitor is killed first. (Ray's private node API: the ray extra pins Ray's version.)"""
+    import ray
+
+    node = ray._private.worker._global_node
+    if node is not None and node.head:
+        monitor = ray._private.ray_constants.PROCESS_TYPE_MONITOR
+        node._kill_process_type(monitor, check_alive=False, allow_graceful=False, wait=True)
+    ray.shutdown()

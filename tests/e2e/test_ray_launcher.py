@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
 import pytest
 import yaml
 
@@ -209,12 +210,22 @@ def test_without_a_running_cluster_the_sweep_starts_its_own(
     empty = ray_temp_root()
     try:
         result = run_sweep(tmp_path, empty, "x=1", "hydra.launcher.ray.init.num_cpus=1")
+        # Stopped with the sweep: none of its processes (GCS, raylet, autoscaler monitor, dashboard,
+        # log monitor; each names its session under the temp root) is left.
+        left = [
+            p.info
+            for p in psutil.process_iter(["pid", "cmdline"])
+            if str(empty) in " ".join(p.info["cmdline"] or [])
+        ]
     finally:
         remove_ray_temp_root(empty)
     assert result.returncode == 0, result.stderr[-3000:]
     (own,) = clusters_used(tmp_path)
     assert own != address
     assert "a Ray cluster of this sweep's own" in result.stdout + result.stderr
+    assert left == []
+    # Its autoscaler monitor is killed, not asked to stop: asked, it reports itself failed to the driver.
+    assert "autoscaler failed" not in result.stdout + result.stderr
 
 
 @pytest.mark.slow
