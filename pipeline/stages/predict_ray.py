@@ -17,16 +17,29 @@ import logging
 import os
 import pickle
 import resource
+import threading
+import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from pipeline.core.errors import PipelineError, require_extra
-from pipeline.core.ray_cluster import ray_init_options
+from pipeline.core.ray_cluster import ray_init_options, stop_ray
 from pipeline.stages.predict import Chunk, InputPlan, InputVersion, PartPredictor, PredictorSpec
 
 log = logging.getLogger(__name__)
+# Ray Data's threads that fetch a dataset's rows for iter_rows (ray.data's iter_threaded); its block
+# prefetcher thread waits for work, not in Ray, and is left to the garbage collector.
+_ROW_FETCHER_THREAD = "iter_threaded"
+_ROW_FETCHERS_SECONDS = 10
+
+
+def _join_row_fetchers(threads: set[threading.Thread]) -> None:
+    deadline = time.monotonic() + _ROW_FETCHERS_SECONDS
+    for thread in threads:
+        if thread.name == _ROW_FETCHER_THREAD:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
 
 class ChunkActor:
@@ -109,6 +122,7 @@ def predict_on_ray(
         )
         lines = {chunk.index: chunk.n_lines for chunk in pending}
         peak: list[float] = []
+        threads_before = set(threading.enumerate())
         rows = iter(dataset.iter_rows())
         with tqdm(
             total=sum(lines.values()), unit="line", desc=f"predict ({options.workers} Ray workers)"
@@ -120,13 +134,14 @@ def predict_on_ray(
                     bar.update(lines[int(row["part"])])
                     peak.append(float(row["rss_mb"]))
             finally:
-                # An error leaves the iteration early: closing it stops Ray Data's executor now. Left
-                # to the garbage collector (the traceback holds it), its threads could still call
-                # into Ray after ray.shutdown(), and Ray then ends the process with status 1.
+                # An error leaves the iteration early. Ray Data's threads that fetch the rows end
+                # once they see it closed, up to one fetch later: one still in Ray after
+                # ray.shutdown() ends the process with status 1, not the error's.
                 close = getattr(rows, "close", None)
                 if close is not None:
                     close()
+                _join_row_fetchers(set(threading.enumerate()) - threads_before)
         return [max(peak)] if peak else []
     finally:
         if started_here:
-            ray.shutdown()
+            stop_ray()
