@@ -17,7 +17,7 @@ from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrid
 from hydra_plugins.ernie_sweep_job.worker import job_config, run_sweep_job
 from pipeline.core import interrupts
 from pipeline.core.job_folder import job_status, record_lost_job, write_job_status
-from pipeline.core.ray_cluster import stop_ray
+from pipeline.core.ray_cluster import start_ray, stop_ray
 from pipeline.core.sweep_state import mark_stopped
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def launch(
         log.info(
             "Ray: %s; ray.init(%s)", cluster_described(launcher.init_options, init_options), init_options
         )
-        ray.init(**init_options)
+        start_ray(init_options)
         # ray.init sets a SIGTERM handler that exits at once (and Ray's core one that aborts): the
         # sweep's own handler is put back, so that SIGTERM stops the jobs and records them KILLED.
         interrupts.install()

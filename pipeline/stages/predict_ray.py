@@ -25,7 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from pipeline.core.errors import PipelineError, require_extra
-from pipeline.core.ray_cluster import ray_init_options, stop_ray
+from pipeline.core.ray_cluster import ray_init_options, start_ray, stop_ray
 from pipeline.stages.predict import Chunk, InputPlan, InputVersion, PartPredictor, PredictorSpec
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,7 @@ def predict_on_ray(
     actor_spec = replace(spec, config=replace(spec.config, device=device))
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(**init)
+        start_ray(init)
     try:
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
