@@ -31,6 +31,14 @@ from pipeline.options.tasks import TASKS
 TIERS = ("unit", "integration", "e2e")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts what it runs in the background (`make test &`, nohup) with SIGINT ignored, and
+    # every process started from there inherits it, sweeps included, which keep an ignored SIGINT
+    # ignored (pipeline/core/interrupts.py). The interrupt tests need SIGINT delivered.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         tier = next((part for part in item.path.parts if part in TIERS), None)

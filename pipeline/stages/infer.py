@@ -84,16 +84,18 @@ def run_inference(
     process = psutil.Process()
     peak_rss = process.memory_info().rss
     loop_started = time.perf_counter()
-    for batch, feed in zip(
-        batches, tqdm(feeds, desc=desc, unit="batch", leave=False, disable=not progress), strict=True
-    ):
-        start = time.perf_counter()
-        out = engine.run(feed)
-        seconds.append(time.perf_counter() - start)
-        peak_rss = max(peak_rss, process.memory_info().rss)
-        if logits is None:
-            logits = np.empty((len(rows), out.shape[-1]), dtype=np.float32)
-        logits[batch] = out
+    # Closed on the way out of an interrupt too, so its line is cleared before the sweep prints its
+    # own: a bar left to the garbage collector stays on the terminal, and a process that exits
+    # without collecting never clears it.
+    with tqdm(feeds, desc=desc, unit="batch", leave=False, disable=not progress) as bar:
+        for batch, feed in zip(batches, bar, strict=True):
+            start = time.perf_counter()
+            out = engine.run(feed)
+            seconds.append(time.perf_counter() - start)
+            peak_rss = max(peak_rss, process.memory_info().rss)
+            if logits is None:
+                logits = np.empty((len(rows), out.shape[-1]), dtype=np.float32)
+            logits[batch] = out
     assert logits is not None
     overhead += time.perf_counter() - loop_started - sum(seconds)
     return InferenceResult(
