@@ -107,6 +107,14 @@ def quick_exit() -> Iterator[None]:
         gc.freeze()
 
 
+def _say_last(line: str) -> None:
+    """The interrupt's line, at the start of a line of its own: a worker stopped while it drew a
+    progress bar leaves that bar on the terminal the sweep shares with it, without its end of line.
+    On a terminal the bar's remains are erased."""
+    start = "\r\x1b[K" if sys.stderr.isatty() else "\r"
+    print(start + line, file=sys.stderr)
+
+
 @contextmanager
 def interrupts_end_cleanly() -> Iterator[None]:
     """Ctrl-C and SIGTERM end the process with one line and exit status 130 or 143, never a
@@ -127,7 +135,7 @@ def interrupts_end_cleanly() -> Iterator[None]:
         ended = interrupts.last_ended()
         if not stopped and not isinstance(exc, interrupts.Interrupted) and ended is not None:
             # Its work was done and recorded: the signal came while the process was exiting.
-            print(f"interrupted by {name}: after {ended} had ended; nothing to resume", file=sys.stderr)
+            _say_last(f"interrupted by {name}: after {ended} had ended; nothing to resume")
         else:
             what = (
                 stopped[-1].what
@@ -136,10 +144,7 @@ def interrupts_end_cleanly() -> Iterator[None]:
                 if isinstance(exc, interrupts.Interrupted)
                 else "before any job started"
             )
-            resume = stopped[-1].resume_overrides if stopped else {}
-            print(
-                f"interrupted by {name}: {what}; to resume: {resume_command(list(sys.orig_argv), resume)}",
-                file=sys.stderr,
-            )
+            resume = resume_command(list(sys.orig_argv), stopped[-1].resume_overrides if stopped else {})
+            _say_last(f"interrupted by {name}: {what}; to resume: {resume}")
         interrupts.ignore_further_signals()
         sys.exit(interrupts.exit_status(signum))
