@@ -84,9 +84,8 @@ def run_inference(
     process = psutil.Process()
     peak_rss = process.memory_info().rss
     loop_started = time.perf_counter()
-    # Closed on the way out of an interrupt too, so its line is cleared before the sweep prints its
-    # own: a bar left to the garbage collector stays on the terminal, and a process that exits
-    # without collecting never clears it.
+    # Closed on the way out of an interrupt too, which clears its line: a bar left to the garbage
+    # collector stays on the terminal, as a process that exits without collecting never clears it.
     with tqdm(feeds, desc=desc, unit="batch", leave=False, disable=not progress) as bar:
         for batch, feed in zip(batches, bar, strict=True):
             start = time.perf_counter()
